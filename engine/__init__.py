@@ -1,0 +1,1 @@
+"""The runtime half of pycompose: images, containers, networks, volumes, state. Knows nothing of Compose files."""
