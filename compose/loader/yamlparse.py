@@ -117,7 +117,9 @@ class _Builder:
 
     def error(self, node: yaml.Node, message: str, path: Path = ()) -> YamlError:
         mark = node.start_mark
-        return YamlError(message, path=path or None, location=Location(self.filename, mark.line + 1, mark.column + 1))
+        return YamlError(
+            message, path=path or None, location=Location(self.filename, mark.line + 1, mark.column + 1)
+        )
 
     def build(self, node: yaml.Node, path: Path) -> Any:
         self.budget -= 1
@@ -151,7 +153,9 @@ class _Builder:
         try:
             return constructor(self.loader, node)
         except (yaml.YAMLError, ValueError) as exc:
-            raise self.error(node, f"cannot read {node.value!r} as {tag.removeprefix(_TAG_PREFIX)}: {exc}", path) from None
+            raise self.error(
+                node, f"cannot read {node.value!r} as {tag.removeprefix(_TAG_PREFIX)}: {exc}", path
+            ) from None
 
     def sequence(self, node: yaml.SequenceNode, path: Path) -> list[Any]:
         out = []
@@ -194,11 +198,16 @@ class _Builder:
         nodes = node.value if isinstance(node, yaml.SequenceNode) else [node]
         for item in nodes:
             if not isinstance(item, yaml.MappingNode):
-                raise self.error(item, "the value of a << merge key must be a mapping or a list of mappings", path)
-            saved = dict(self.marks)
-            value = self.mapping(item, path)
-            # keys this mapping defines itself keep their own marks
-            self.marks.update({k: v for k, v in saved.items() if k in saved})
+                raise self.error(
+                    item, "the value of a << merge key must be a mapping or a list of mappings", path
+                )
+            outer, self.marks = self.marks, {}
+            try:
+                value = self.mapping(item, path)
+            finally:
+                merged_marks, self.marks = self.marks, outer
+            for key, mark in merged_marks.items():  # keys defined here keep their own marks
+                self.marks.setdefault(key, mark)
             yield value
 
 
