@@ -80,25 +80,20 @@ class ProjectNotFoundError(ComposeError):
     """No Compose file was found, or a named file does not exist."""
 
 
-
 class YamlError(ComposeError):
     """A file is not valid YAML, has a duplicate key or an unknown tag."""
-
 
 
 class InterpolationError(ComposeError):
     """A `${VAR:?msg}` was unset, or a `${...}` expression is malformed."""
 
 
-
 class SchemaError(ComposeError):
     """The document does not match the Compose Specification schema."""
 
 
-
 class InvalidProjectError(ComposeError):
     """A semantic rule is broken: unknown reference, bad short syntax, conflicting ports, bad name..."""
-
 
 
 class DependencyCycleError(InvalidProjectError):
