@@ -103,6 +103,10 @@ def run(args, context) -> int:
     from compose import render
 
     text = render.to_json(data) if args.format == "json" else render.to_yaml(data)
+    if settings.interpolate:
+        # Values are final now; a `$` left in them is literal and must not be read as a variable when this
+        # output is loaded again (docker compose escapes the same way).
+        text = text.replace("$", "$$")
     return _write(context, args, text)
 
 
