@@ -271,7 +271,7 @@ def _json_key_sort(keys: Iterable[str]) -> list[str]:
 
 def _shortest_digits(value: float) -> tuple[str, int]:
     """Shortest round-trip decimal digits of a finite non-zero float and the decimal point position."""
-    sign, digits, exponent = Decimal(repr(abs(value))).normalize().as_tuple()
+    _sign, digits, exponent = Decimal(repr(abs(value))).normalize().as_tuple()
     text = "".join(map(str, digits))
     return text, len(text) + int(exponent)
 
@@ -324,10 +324,13 @@ def go_float_json(value: float) -> str:
 # --- YAML string styles (yaml.v3 encoder.stringv + libyaml emitter analysis) ---------------------
 
 _RESOLVE_MAP = frozenset(
-    "~ null Null NULL true True TRUE false False FALSE .nan .NaN .NAN .inf .Inf .INF +.inf +.Inf +.INF "
-    "-.inf -.Inf -.INF <<".split()
-) | {""}
-_OLD_BOOL = frozenset("y Y yes Yes YES n N no No NO on On ON off Off OFF".split())
+    ["", "~", "null", "Null", "NULL", "true", "True", "TRUE", "false", "False", "FALSE", "<<"]
+    + [sign + dot for sign in ("", "+", "-") for dot in (".inf", ".Inf", ".INF")]
+    + [".nan", ".NaN", ".NAN"]
+)
+_OLD_BOOL = frozenset(
+    ("y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF")
+)
 _BASE60 = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?\Z")
 _YAML_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
 _DOT_FLOAT = re.compile(r"\.[0-9]+([eE][-+]?[0-9]+)?\Z")
