@@ -39,8 +39,20 @@ class Dependency:
     condition: str = DEFAULT_CONDITION
     required: bool = True
     restart: bool = False
-    source: str = "depends_on"
-    """The attribute that declared the edge (depends_on, links, network_mode, volumes_from...)."""
+    origin: tuple[str | int, ...] = ()
+    """Where the edge is written inside the service, e.g. ("links", 0) or ("network_mode",); empty for
+    `depends_on`. normalize copies links & co. into depends_on, so an implicit origin wins: it is
+    the text the user actually wrote."""
+
+    @property
+    def source(self) -> str:
+        """The attribute that declares the edge: depends_on, links, network_mode, volumes_from..."""
+        return str(self.origin[0]) if self.origin else "depends_on"
+
+    @property
+    def path(self) -> tuple[str | int, ...]:
+        """The key path of the declaration, for error messages."""
+        return ("services", self.service, *(self.origin or ("depends_on", self.depends_on)))
 
 
 # --- plain helpers (no networkx) -------------------------------------------------------------------
@@ -65,23 +77,26 @@ def namespace_target(value: Any) -> str | None:
     return None
 
 
-def implicit_dependencies(service: Mapping[str, Any]) -> Iterator[tuple[str, str, bool]]:
-    """Yield (target, source attribute, restart) for dependencies not written under depends_on."""
-    for link in service.get("links") or ():
+def implicit_dependencies(service: Mapping[str, Any]) -> Iterator[tuple[str, tuple[str | int, ...], bool]]:
+    """Yield (target, origin inside the service, restart) for dependencies implied by other attributes."""
+    for i, link in enumerate(service.get("links") or ()):
         if isinstance(link, str) and link:
-            yield link_target(link), "links", True
+            yield link_target(link), ("links", i), True
     for key in NAMESPACE_KEYS:
         target = namespace_target(service.get(key))
         if target:
-            yield target, key, True
-    for entry in service.get("volumes_from") or ():
+            yield target, (key,), True
+    for i, entry in enumerate(service.get("volumes_from") or ()):
         target = volumes_from_target(entry) if isinstance(entry, str) else None
         if target:
-            yield target, "volumes_from", False
+            yield target, ("volumes_from", i), False
 
 
 def service_dependencies(name: str, service: Mapping[str, Any]) -> dict[str, Dependency]:
     """All dependencies of one service, explicit first; implicit ones only fill gaps (as normalize does)."""
+    implicit: dict[str, tuple[tuple[str | int, ...], bool]] = {}
+    for target, origin, restart in implicit_dependencies(service):
+        implicit.setdefault(target, (origin, restart))
     deps: dict[str, Dependency] = {}
     depends_on = service.get("depends_on") or {}
     if isinstance(depends_on, list):  # not canonicalized: plain list of names
@@ -94,10 +109,11 @@ def service_dependencies(name: str, service: Mapping[str, Any]) -> dict[str, Dep
             condition=spec.get("condition", DEFAULT_CONDITION),
             required=bool(spec.get("required", True)),
             restart=bool(spec.get("restart", False)),
+            origin=implicit.get(target, ((), False))[0],
         )
-    for target, source, restart in implicit_dependencies(service):
+    for target, (origin, restart) in implicit.items():
         if target not in deps:
-            deps[target] = Dependency(name, target, restart=restart, source=source)
+            deps[target] = Dependency(name, target, restart=restart, origin=origin)
     return deps
 
 
@@ -147,12 +163,8 @@ def dependency_map(services: Mapping[str, Mapping[str, Any]]) -> dict[tuple[str,
 
 def cycle_error(cycle: list[str], deps: Mapping[tuple[str, str], Dependency]) -> DependencyCycleError:
     """The error for `cycle`, pointing at the attribute that declared its first edge."""
-    dep = deps.get((cycle[0], cycle[1]))
-    source = dep.source if dep is not None else "depends_on"
-    path: tuple[str, ...] = ("services", cycle[0], source)
-    if source == "depends_on":
-        path = (*path, cycle[1])
-    return DependencyCycleError(cycle, path=path)
+    dep = deps.get((cycle[0], cycle[1])) or Dependency(cycle[0], cycle[1])
+    return DependencyCycleError(cycle, path=dep.path)
 
 
 def check_cycles(services: Mapping[str, Mapping[str, Any]]) -> None:
@@ -183,10 +195,8 @@ class ServiceGraph:
                 if target in services:
                     deps[(name, target)] = dep
                 elif dep.required:
-                    where = (target,) if dep.source == "depends_on" else ()
                     raise InvalidProjectError(
-                        f'service "{name}" depends on undefined service "{target}"',
-                        path=("services", name, dep.source, *where),
+                        f'service "{name}" depends on undefined service "{target}"', path=dep.path
                     )
         self._init(list(services), deps)
 

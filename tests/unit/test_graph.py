@@ -101,7 +101,7 @@ def test_check_cycles_points_at_the_declaring_attribute() -> None:
     with pytest.raises(DependencyCycleError) as info:
         check_cycles(services)
     assert info.value.cycle == ["php", "web", "php"]
-    assert info.value.path == ("services", "php", "links")
+    assert info.value.path == ("services", "php", "links", 0)
     assert str(info.value).endswith("dependency cycle detected: php -> web -> php")
 
 
@@ -121,16 +121,19 @@ def test_service_dependencies_implicit_ones_when_normalize_was_skipped() -> None
     deps = service_dependencies("app", svc)
     assert list(deps) == ["db", "cache", "vpn", "shm", "data"]
     assert deps["db"] == Dependency("app", "db")
-    assert deps["cache"].restart is True and deps["cache"].source == "links"
-    assert deps["vpn"].source == "network_mode"
-    assert deps["data"].restart is False and deps["data"].source == "volumes_from"
+    assert deps["cache"].restart is True and deps["cache"].origin == ("links", 0)
+    assert deps["vpn"].source == "network_mode" and deps["vpn"].path == ("services", "app", "network_mode")
+    assert deps["data"].restart is False and deps["data"].origin == ("volumes_from", 0)
+    assert deps["db"].path == ("services", "app", "depends_on", "db")
 
 
-def test_service_dependencies_explicit_entry_wins_over_implicit() -> None:
-    svc = {"depends_on": {"db": dep("service_healthy", restart=False)}, "links": ["db"]}
+def test_service_dependencies_explicit_attributes_with_implicit_origin() -> None:
+    # normalize copied `links: [cache, db]` into depends_on; the spec comes from depends_on, the
+    # origin from the link the user wrote.
+    svc = {"depends_on": {"db": dep("service_healthy", restart=False)}, "links": ["cache", "db"]}
     deps = service_dependencies("web", svc)
-    assert deps["db"].condition == "service_healthy"
-    assert deps["db"].source == "depends_on"
+    assert deps["db"].condition == "service_healthy" and deps["db"].restart is False
+    assert deps["db"].origin == ("links", 1)
 
 
 # --- ServiceGraph ----------------------------------------------------------------------------------------
@@ -179,7 +182,7 @@ def test_dependency_edges_carry_condition_required_restart() -> None:
     }
     edges = ServiceGraph(services).dependency_edges()
     assert edges == [
-        Dependency("backup", "db", restart=False, source="volumes_from"),
+        Dependency("backup", "db", restart=False, origin=("volumes_from", 0)),
         Dependency("web", "db", condition="service_healthy", required=True, restart=True),
     ]
     assert ServiceGraph(services).dependency("web", "db").condition == "service_healthy"
@@ -231,7 +234,7 @@ def test_graph_rejects_required_dependency_on_missing_service() -> None:
     with pytest.raises(InvalidProjectError) as info:
         ServiceGraph(services)
     assert info.value.message == 'service "web" depends on undefined service "api"'
-    assert info.value.path == ("services", "web", "links")
+    assert info.value.path == ("services", "web", "links", 0)
 
 
 def test_empty_project() -> None:

@@ -297,7 +297,7 @@ def test_cycle_through_implicit_dependency() -> None:
     with pytest.raises(DependencyCycleError) as info:
         check_project(data)
     assert info.value.cycle == ["db", "worker", "db"]
-    assert info.value.path == ("services", "db", "volumes_from")
+    assert info.value.path == ("services", "db", "volumes_from", 0)
 
 
 def test_reference_errors_come_before_cycles() -> None:
