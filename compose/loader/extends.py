@@ -120,8 +120,11 @@ class _Resolver:
         try:
             loaded = self.load_file(path)
         except (ProjectNotFoundError, OSError) as exc:
-            detail = exc.message if isinstance(exc, ComposeError) else (exc.strerror or str(exc))
-            raise self.error(f"cannot extend service {name!r}: cannot read {path}: {detail}", chain) from None
+            if isinstance(exc, ComposeError):
+                detail = exc.message
+            else:
+                detail = f"cannot read {path}: {exc.strerror or exc}"
+            raise self.error(f"cannot extend service {name!r}: {detail}", chain) from None
         data, tags = _split_loaded(loaded)
         services = (data or {}).get("services")
         if not isinstance(services, dict):

@@ -402,3 +402,15 @@ def test_with_real_yaml_files(tmp_path):
         apply_extends(doc.data, filename=str(root), load_file=load, locate=doc.locate)
     assert info.value.path == ("services", "api", "extends")
     assert info.value.location == Location(str(root), 9, 5)
+
+
+def test_os_error_from_loader_becomes_extends_error(tmp_path):
+    def load(path):
+        raise FileNotFoundError(2, "No such file or directory", path)
+
+    data = {"services": {"web": {"extends": {"file": "gone.yaml", "service": "base"}}}}
+    with pytest.raises(ExtendsError) as info:
+        apply_extends(data, filename=str(tmp_path / "compose.yaml"), load_file=load)
+    assert info.value.message == (
+        f"cannot extend service 'web': cannot read {tmp_path / 'gone.yaml'}: No such file or directory"
+    )
