@@ -102,7 +102,8 @@ class _Context:
     models: Mapping[str, Any]
     disabled: Mapping[str, Any] | None
     container_names: dict[str, str] = field(default_factory=dict)
-    bindings: list[_Binding] = field(default_factory=list)
+    bindings: dict[tuple[int, str], list[_Binding]] = field(default_factory=dict)
+    """Host bindings seen so far, by (port, protocol), so a clash check only scans its own port."""
     warnings: list[str] = field(default_factory=list)
 
     @classmethod
@@ -394,7 +395,8 @@ def _check_ports(ctx: _Context, name: str, svc: Mapping[str, Any], key: str) -> 
                 f'service "{name}" publishes fixed host port {binding.port} but has {replicas} replicas: '
                 "only one of them can bind it"
             )
-        clash = next((b for b in ctx.bindings if _same_binding(b, binding)), None)
+        same_port = ctx.bindings.setdefault((binding.port, binding.protocol), [])
+        clash = next((b for b in same_port if _same_binding(b, binding)), None)
         if clash is not None:
             where = f"{binding.host_ip}:{binding.port}" if binding.host_ip else str(binding.port)
             by = "itself" if clash.service == name else f'service "{clash.service}"'
@@ -402,7 +404,7 @@ def _check_ports(ctx: _Context, name: str, svc: Mapping[str, Any], key: str) -> 
                 ("services", name, key, i),
                 f'service "{name}" publishes host port {where}/{binding.protocol} already published by {by}',
             )
-        ctx.bindings.append(binding)
+        same_port.append(binding)
 
 
 def _ignored_ports_message(name: str, mode: str) -> str:
