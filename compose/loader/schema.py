@@ -28,24 +28,27 @@ _TYPE_NAMES = {
     "null": "null",
 }
 
-_validator: Any = None  # built on first use: jsonschema is not imported at CLI start-up
-_fast_check: Callable[[Any], bool] | None = None
-_fast_check_built = False
+_validators: dict[bool, Any] = {}  # built on first use: jsonschema is not imported at CLI start-up
+_fast_checks: dict[bool, Callable[[Any], bool] | None] = {}
 
 
-def validate(data: object, *, locate: Callable[[Path], Location] | None = None) -> None:
+def validate(data: object, *, locate: Callable[[Path], Location] | None = None, require: bool = True) -> None:
     """Raise SchemaError for the most useful violation in `data`; return None when it is valid.
+
+    `require=False` skips the schema's `required` rules (e.g. a depends_on entry without
+    `condition`): compose-go validates the merged model, so an override file may hold fragments
+    that are only complete once merged.
 
     A compiled yes/no check runs first (a 500-service file takes a few milliseconds); jsonschema,
     which is much slower but explains failures, runs only on documents that check rejects.
     """
-    check = _get_fast_check()
+    check = _get_fast_check(require)
     try:
         if check is not None and check(data):
             return
     except TypeError:
         pass  # a non-string key: let jsonschema report it
-    validator = _get_validator()
+    validator = _get_validator(require)
     try:
         errors = list(validator.iter_errors(data))
     except TypeError:  # a non-string mapping key reached a pattern check
@@ -61,46 +64,50 @@ def load_schema() -> dict[str, Any]:
     return json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
 
 
-def _get_validator() -> Any:
-    """One Draft-7 validator per process, over a copy of the schema with every `$ref` inlined.
+def _prepared_schema(require: bool) -> dict[str, Any]:
+    """The schema with every `$ref` inlined, and without `required` rules unless `require`.
 
     Inlining matters for speed: each `$ref` otherwise costs a registry lookup per visited node, which
     dominates on files with hundreds of services.
     """
-    global _validator
-    if _validator is None:
+    schema = load_schema()
+    inlined = _inline_refs(schema, schema.pop("definitions", {}), require)
+    return inlined
+
+
+def _get_validator(require: bool) -> Any:
+    """One Draft-7 validator per process (and per `require`)."""
+    if require not in _validators:
         from jsonschema import Draft7Validator
 
-        schema = load_schema()
-        inlined = _inline_refs(schema, schema.get("definitions", {}))
-        inlined.pop("definitions", None)
-        _validator = Draft7Validator(inlined)
-    return _validator
+        _validators[require] = Draft7Validator(_prepared_schema(require))
+    return _validators[require]
 
 
-def _get_fast_check() -> Callable[[Any], bool] | None:
+def _get_fast_check(require: bool) -> Callable[[Any], bool] | None:
     """The compiled check, or None when the schema uses a keyword `_compile` does not know."""
-    global _fast_check, _fast_check_built
-    if not _fast_check_built:
-        _fast_check_built = True
-        schema = load_schema()
+    if require not in _fast_checks:
         try:
-            _fast_check = _compile(_inline_refs(schema, schema.get("definitions", {})))
+            _fast_checks[require] = _compile(_prepared_schema(require))
         except NotImplementedError:
-            _fast_check = None
-    return _fast_check
+            _fast_checks[require] = None
+    return _fast_checks[require]
 
 
-def _inline_refs(node: Any, definitions: dict[str, Any]) -> Any:
+def _inline_refs(node: Any, definitions: dict[str, Any], require: bool = True) -> Any:
     """Replace `{"$ref": "#/definitions/x"}` by the definition itself (the Compose schema has no cycles)."""
     if isinstance(node, list):
-        return [_inline_refs(item, definitions) for item in node]
+        return [_inline_refs(item, definitions, require) for item in node]
     if not isinstance(node, dict):
         return node
     target = node.get("$ref")
     if isinstance(target, str) and target.startswith("#/definitions/"):
-        return _inline_refs(definitions[target.removeprefix("#/definitions/")], definitions)
-    return {key: _inline_refs(value, definitions) for key, value in node.items()}
+        return _inline_refs(definitions[target.removeprefix("#/definitions/")], definitions, require)
+    return {
+        key: _inline_refs(value, definitions, require)
+        for key, value in node.items()
+        if require or not (key == "required" and isinstance(value, list))  # a keyword, not a property
+    }
 
 
 def _at(locate: Callable[[Path], Location] | None, path: Path) -> Location | None:

@@ -709,7 +709,7 @@ def test_invalid_documents_fail_with_path_and_message(doc: object, path: tuple, 
     "doc", [*VALID.values(), *(case[0] for case in INVALID.values())], ids=[*VALID.keys(), *INVALID.keys()]
 )
 def test_fast_check_agrees_with_jsonschema(doc: object) -> None:
-    fast = schema._get_fast_check()
+    fast = schema._get_fast_check(True)
     assert fast is not None
     assert fast(doc) == jsonschema_accepts(doc)
 
@@ -763,7 +763,7 @@ def test_fast_check_agrees_with_jsonschema_on_mutated_documents() -> None:
     import jsonschema
 
     reference = jsonschema.Draft7Validator(schema.load_schema())
-    fast = schema._get_fast_check()
+    fast = schema._get_fast_check(True)
     assert fast is not None
     rng = random.Random(20240607)
     rejected = 0
@@ -778,6 +778,23 @@ def test_fast_check_agrees_with_jsonschema_on_mutated_documents() -> None:
                 message = error_of(mutated).message
                 assert "under any of" not in message and "is not of type" not in message, message
     assert rejected > 300  # the mutations really exercise failures
+
+
+def test_require_false_accepts_override_fragments_but_still_checks_the_rest() -> None:
+    fragment = svc(
+        depends_on={"db": {"required": False}},
+        volumes=[{"target": "/data", "read_only": True}],
+        ulimits={"nofile": {"soft": 10}},
+        env_file=[{"required": False}],
+    )
+    schema.validate(fragment, require=False)
+    assert error_of(fragment).message.startswith("missing required property")
+    with pytest.raises(SchemaError) as info:
+        schema.validate(svc(depends_on={"db": {"required": False, "bogus": 1}}), require=False)
+    assert info.value.path == ("services", "web", "depends_on", "db", "bogus")
+    with pytest.raises(SchemaError) as info:
+        schema.validate({"services": {"web": {"env_file": [{"required": "x", "path": 3}]}}}, require=False)
+    assert info.value.path == ("services", "web", "env_file", 0, "path")
 
 
 def test_deepest_error_wins_over_shallow_one() -> None:
