@@ -3,8 +3,14 @@
 Input is the normalized project in CANONICAL FORM (see `compose.loader`). The rules mirror compose-go's
 consistency check (`loader/validate.go` checkConsistency, `Project.CheckContainerNameUnicity`,
 `graph.CheckCycle`), with the same message texts (including the `: invalid compose project` suffix
-compose-go's `errdefs.ErrInvalid` adds), plus one rule docker compose only hits at run time: two
-services publishing the same host port.
+compose-go's `errdefs.ErrInvalid` adds). Three compose-go slips are fixed rather than copied: the
+container_name/replicas message has its arguments swapped there ("services.deploy.replicas: can't set
+container_name and web ..."), "mutualy" is misspelled, and the unicity message ends in a stray quote.
+
+One rule is ours: two services publishing the same host address/port/protocol. docker compose only
+fails at `up` ("port is already allocated"); at load time we can name both services. Situations that
+docker compose accepts at load time but that cannot work (ports under network_mode host or
+service:x, a fixed host port with several replicas) are warnings, so `config` stays a drop-in.
 
 Problems are produced lazily in document order (services in file order, each service's attributes in
 file order, then top-level secrets, then cycles) so `check_project` reports the first one and stops.
