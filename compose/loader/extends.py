@@ -76,7 +76,7 @@ class _Resolver:
         self.dirs: dict[str, str] = {filename: working_dir or os.path.dirname(filename)}
         self.done: dict[Key, dict] = {}
 
-    def resolve(self, file: str, name: str, chain: tuple[Key, ...]) -> dict:
+    def resolve(self, file: str, name: str, chain: tuple[Key, ...]) -> Any:
         """The service `name` of `file` with its whole `extends` chain applied."""
         key = (file, name)
         if key in self.done:
@@ -85,7 +85,7 @@ class _Resolver:
             raise self.error(f"circular extends: {self.describe((*chain, key))}", chain, first=True)
         service = self.files[file].get(name)
         if not _has_extends(service):
-            result = clone(service) if isinstance(service, dict) else {}
+            result = clone(service)
         else:
             chain = (*chain, key)
             base_file, base_name = self.target(file, name, service["extends"], chain)

@@ -414,3 +414,16 @@ def test_os_error_from_loader_becomes_extends_error(tmp_path):
     assert info.value.message == (
         f"cannot extend service 'web': cannot read {tmp_path / 'gone.yaml'}: No such file or directory"
     )
+
+
+def test_same_name_in_other_file_is_not_a_cycle(tmp_path):
+    other = str(tmp_path / "docker-compose.base.yml")
+    load = files({other: {"services": {"web": {"image": "nginx", "restart": "always"}}}})
+    data = {
+        "services": {
+            "web": {"extends": {"file": "docker-compose.base.yml", "service": "web"}, "restart": "no"},
+            "empty": None,
+        }
+    }
+    out = apply_extends(data, filename=str(tmp_path / "compose.yaml"), load_file=load)
+    assert out["services"] == {"web": {"image": "nginx", "restart": "no"}, "empty": None}
