@@ -311,41 +311,53 @@ _CAST_TABLE.update(
 )
 
 _CAST_KEY = "\0cast"  # where a trie node keeps its caster; cannot collide with a YAML key segment
+_Node = dict[str, Any]
 
 
-def _build_trie(table: Mapping[tuple[str, ...], Callable[..., Any]]) -> dict[str, Any]:
-    """Turn the pattern table into nested dicts so the walk can follow it key by key."""
-    root: dict[str, Any] = {}
+def _merge_into(target: _Node, source: _Node) -> None:
+    """Fold a wildcard subtree into an exact one, so every segment leads to at most one node."""
+    for key, child in source.items():
+        if key == _CAST_KEY:
+            target.setdefault(key, child)
+        else:
+            _merge_into(target.setdefault(key, {}), child)
+
+
+def _build_trie(table: Mapping[tuple[str, ...], Callable[..., Any]]) -> _Node:
+    """Turn the pattern table into nested dicts the walk follows one segment at a time."""
+    root: _Node = {}
     for pattern, cast in table.items():
         node = root
         for part in pattern:
             node = node.setdefault(part, {})
         node[_CAST_KEY] = cast
+    _fold_wildcards(root)
     return root
+
+
+def _fold_wildcards(node: _Node) -> None:
+    wild = node.get("*")
+    for key, child in node.items():
+        if key == _CAST_KEY:
+            continue
+        if wild is not None and key != "*":
+            _merge_into(child, wild)
+        _fold_wildcards(child)
 
 
 _TRIE = _build_trie(_CAST_TABLE)
 
 
-def _descend(nodes: tuple[dict[str, Any], ...], key: str | int) -> tuple[dict[str, Any], ...]:
-    """The trie nodes matching one more path segment (a dict key or a list index)."""
-    out = []
-    for node in nodes:
-        exact = node.get("[]") if isinstance(key, int) else node.get(key)
-        if exact is not None:
-            out.append(exact)
-        wild = node.get("*")
-        if wild is not None:
-            out.append(wild)
-    return tuple(out)
+def _key_child(node: _Node, key: str) -> _Node | None:
+    """The trie node for a mapping key: the exact key first, else the wildcard."""
+    child = node.get(key)
+    return child if child is not None else node.get("*")
 
 
-def _caster(nodes: tuple[dict[str, Any], ...]) -> Callable[..., Any] | None:
-    for node in nodes:
-        cast = node.get(_CAST_KEY)
-        if cast is not None:
-            return cast
-    return None
+def _item_child(node: _Node) -> _Node | None:
+    """The trie node for a list item: `[]`, else the wildcard."""
+    child = node.get("[]")
+    return child if child is not None else node.get("*")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -354,7 +366,12 @@ def _caster(nodes: tuple[dict[str, Any], ...]) -> Callable[..., Any] | None:
 
 
 class _Walker:
-    """Carries the environment, callbacks and warned-about names through one `interpolate` call."""
+    """Carries the environment, callbacks and warned-about messages through one `interpolate` call.
+
+    Two walks: `typed` follows the cast trie while some typed path may still lie below; `plain` only
+    substitutes. Both skip strings without `$` and build key paths only for containers and errors,
+    which keeps a 500-service document in the low milliseconds.
+    """
 
     def __init__(self, env: Mapping[str, str], locate: Locate | None, warn: Warn | None) -> None:
         self.lookup: Lookup = env.get
@@ -372,8 +389,6 @@ class _Walker:
         return self.locate(path) if self.locate is not None else None
 
     def string(self, value: str, path: Path) -> str:
-        if "$" not in value:
-            return value
         ctx = _Context(value, self.lookup, path, None, self.warn)
         try:
             return _expand(value, ctx)
@@ -387,30 +402,44 @@ class _Walker:
             message = f"failed to cast to expected type: {exc}"
             raise InterpolationError(message, path=path, location=self.where(path)) from None
 
-    def walk(self, value: Any, path: Path, nodes: tuple[dict[str, Any], ...]) -> Any:
+    def child(self, value: Any, path: Path, node: _Node | None) -> Any:
+        """One mapping value or list item: the cheap cases inline, containers recursed into."""
         if isinstance(value, str):
-            result = self.string(value, path)
-            cast = _caster(nodes) if nodes else None
+            if node is None:
+                return self.string(value, path) if "$" in value else value
+            result = self.string(value, path) if "$" in value else value
+            cast = node.get(_CAST_KEY)
             return self.cast(result, cast, path) if cast is not None else result
-        if isinstance(value, dict):
-            if not nodes:
-                return {k: self.plain(v, (*path, k)) for k, v in value.items()}
-            return {k: self.walk(v, (*path, k), _descend(nodes, k)) for k, v in value.items()}
-        if isinstance(value, list):
-            if not nodes:
-                return [self.plain(v, (*path, i)) for i, v in enumerate(value)]
-            return [self.walk(v, (*path, i), _descend(nodes, i)) for i, v in enumerate(value)]
+        if isinstance(value, dict | list):
+            return self.plain(value, path) if node is None else self.typed(value, path, node)
         return value
 
-    def plain(self, value: Any, path: Path) -> Any:
-        """The walk below any typed path: substitution only."""
-        if isinstance(value, str):
-            return self.string(value, path) if "$" in value else value
+    def typed(self, value: dict | list, path: Path, node: _Node) -> dict | list:
         if isinstance(value, dict):
-            return {k: self.plain(v, (*path, k)) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.plain(v, (*path, i)) for i, v in enumerate(value)]
-        return value
+            return {k: self.child(v, (*path, k), _key_child(node, k)) for k, v in value.items()}
+        item = _item_child(node)
+        return [self.child(v, (*path, i), item) for i, v in enumerate(value)]
+
+    def plain(self, value: dict | list, path: Path) -> dict | list:
+        if isinstance(value, dict):
+            out = {}
+            for k, v in value.items():
+                if isinstance(v, str):
+                    out[k] = self.string(v, (*path, k)) if "$" in v else v
+                elif isinstance(v, dict | list):
+                    out[k] = self.plain(v, (*path, k))
+                else:
+                    out[k] = v
+            return out
+        items = []
+        for i, v in enumerate(value):
+            if isinstance(v, str):
+                items.append(self.string(v, (*path, i)) if "$" in v else v)
+            elif isinstance(v, dict | list):
+                items.append(self.plain(v, (*path, i)))
+            else:
+                items.append(v)
+        return items
 
 
 def interpolate(
@@ -425,7 +454,12 @@ def interpolate(
     Returns new containers; `data` is left untouched. Each distinct warning (an unset variable, a
     YAML 1.1 boolean word) is reported once.
     """
-    return _Walker(env, locate, warn).walk(data, (), (_TRIE,))
+    walker = _Walker(env, locate, warn)
+    if isinstance(data, dict | list):
+        return walker.typed(data, (), _TRIE)
+    if isinstance(data, str) and "$" in data:
+        return walker.string(data, ())
+    return data
 
 
 # --------------------------------------------------------------------------------------------------
