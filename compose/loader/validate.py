@@ -51,8 +51,9 @@ def check_project(
 ) -> None:
     """Raise the first semantic problem of the project; if there is none, emit the warnings.
 
-    `disabled` is the services the profiles stage removed (name -> service dict): a `depends_on`
-    on one of them is fine when `required: false` and a specific error otherwise.
+    `disabled` is the services the profiles stage removed (name -> service dict), if the caller kept
+    them: a `depends_on` on one of them is fine when `required: false` and gets compose-go's "is
+    required by ... but is disabled" message otherwise.
     """
     ctx = _Context.of(data, disabled)
     for problem in _problems(ctx):
@@ -221,7 +222,7 @@ def _check_depends_on(
 def _missing_service(
     ctx: _Context, name: str, target: str, required: bool, path: Path
 ) -> Iterator[InvalidProjectError]:
-    """A dependency on a service that is not in the project: disabled by profiles, optional, or an error."""
+    """A dependency on a service that is not in the project: excused only if disabled and optional."""
     disabled = ctx.disabled or {}
     if target in disabled:
         if required:
@@ -233,14 +234,9 @@ def _missing_service(
                 suffix=False,
             )
         return
-    if not required:
-        # compose-go drops optional edges to absent services; say so only when we can tell the
-        # service is really undefined rather than removed by profiles.
-        if ctx.disabled is not None:
-            ctx.warnings.append(
-                f'service "{name}" depends on undefined service "{target}" (required: false), ignoring it'
-            )
-        return
+    # Like compose-go, `required: false` only excuses a service that profiles disabled: the profiles
+    # stage already removed such entries, so an optional dependency still here names a service that
+    # exists nowhere, which is a typo worth reporting.
     yield _invalid(path, f'service "{name}" depends on undefined service "{target}"')
 
 

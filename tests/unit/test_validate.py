@@ -199,20 +199,13 @@ def test_depends_on_undefined_service() -> None:
     assert err.path == ("services", "worker", "depends_on", "mailer")
 
 
-def test_optional_dependency_on_missing_service_is_ignored() -> None:
+def test_optional_dependency_on_undefined_service_is_still_an_error() -> None:
+    # compose-go excuses `required: false` only for services disabled by profiles.
     data = lemp()
     data["services"]["worker"]["depends_on"]["mailer"] = started(required=False)
-    check_project(data)
-
-
-def test_optional_dependency_on_undefined_service_warns_when_profiles_are_known() -> None:
-    data = lemp()
-    data["services"]["worker"]["depends_on"]["mailer"] = started(required=False)
-    warnings: list[str] = []
-    check_project(data, warn=warnings.append, disabled={})
-    assert warnings == [
-        'service "worker" depends on undefined service "mailer" (required: false), ignoring it'
-    ]
+    err = error_of(data)
+    assert err.message == 'service "worker" depends on undefined service "mailer"' + INVALID
+    check_project(data, disabled={"mailer": {"image": "mailhog", "profiles": ["dev"]}})
 
 
 def test_required_dependency_on_service_disabled_by_profiles() -> None:
