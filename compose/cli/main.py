@@ -32,7 +32,10 @@ def _dispatch(argv: list[str], context) -> int:
     from compose.errors import UsageError
 
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    try:
+        args, extra = parser.parse_known_args(argv)
+    except SystemExit as exc:  # --help and friends print, then ask to exit
+        return exc.code if isinstance(exc.code, int) else 0
     if extra:
         raise UsageError(
             f"unknown flag: {extra[0]}\nSee 'pycompose {args.command or ''} --help'.".replace("  ", " ")

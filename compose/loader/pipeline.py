@@ -149,8 +149,15 @@ class _Loader:
             self.locator.add(document)
         return documents
 
-    def prepare(self, document: ParsedDocument, env: Mapping[str, str]) -> dict[str, Any]:
-        """Stages 2-5 for one document: interpolate, schema, canonical. Returns canonical data."""
+    def prepare(
+        self, document: ParsedDocument, env: Mapping[str, str], *, complete: bool = True
+    ) -> dict[str, Any]:
+        """Stages 2-5 for one document: interpolate, schema, canonical. Returns canonical data.
+
+        `complete` is False for override files and `extends` sources: they may hold fragments (a
+        depends_on entry without its condition) that only the merge completes, so required
+        properties are not demanded of them.
+        """
         data = document.data
         if data is None:
             data = {}
@@ -168,7 +175,7 @@ class _Loader:
             data = interpolate(data, env, locate=document.locate, warn=self.warn)
             from compose.loader.schema import validate
 
-            validate(data, locate=document.locate)
+            validate(data, locate=document.locate, require=complete)
         from compose.loader.canonical import canonicalize
 
         return canonicalize(data, locate=document.locate, warn=self.warn, strict=self.settings.interpolate)
@@ -184,7 +191,7 @@ class _Loader:
                 except OSError as exc:
                     raise ProjectNotFoundError(f"cannot read {path}: {exc.strerror}") from None
                 document = self.read_documents(path, text)[0]
-                self._file_cache[path] = self.prepare(document, env)
+                self._file_cache[path] = self.prepare(document, env, complete=False)
             return self._file_cache[path]
 
         return load
@@ -197,8 +204,8 @@ class _Loader:
         from compose.loader.merge import merge_documents
 
         merged: dict[str, Any] = {}
-        for document in documents:
-            data = self.prepare(document, env)
+        for index, document in enumerate(documents):
+            data = self.prepare(document, env, complete=index == 0)
             data.pop("name", None)
             data = self.apply_include(data, document.filename, env)
             data = apply_extends(
@@ -265,8 +272,8 @@ class _Loader:
                     if existing is not None and existing != value:
                         where = (section, key)
                         raise IncludeError(
-                            f"{section[:-1]} {key!r} from included file {files[0]} conflicts with one defined "
-                            f"in {filename}",
+                            f"{section[:-1]} {key!r} from included file {files[0]} conflicts with "
+                            f"one defined in {filename}",
                             path=where,
                             location=self.locator(where),
                         )
@@ -392,7 +399,7 @@ def _finish(
     if settings.normalize:
         from compose.loader.normalize import normalize
 
-        data = normalize(data, project_name=name, warn=warn)
+        data = normalize(data, project_name=name, warn=warn, locate=locator)
     else:
         data = {"name": name, **data}
     if settings.resolve_paths:
@@ -415,7 +422,7 @@ def _finish(
     unknown = [s for s in settings.services if s not in data.get("services", {})]
     if unknown:
         raise ComposeError(f"no such service: {unknown[0]}")
-    data = apply_profiles(data, active, settings.services)
+    data = apply_profiles(data, active, settings.services, locate=locator)
     if settings.services:
         data = _select_services(data, settings.services)
     if settings.consistency:
