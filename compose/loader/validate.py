@@ -329,17 +329,28 @@ _LIMIT_PAIRS = (
 def _check_deploy(
     ctx: _Context, name: str, svc: Mapping[str, Any], key: str
 ) -> Iterator[InvalidProjectError]:
-    """A service-level resource attribute and its deploy.resources twin must agree when both are set."""
+    """A service-level resource attribute must equal its twin in a declared deploy.resources section.
+
+    compose-go compares as soon as the section (`limits` or `reservations`) exists, with a missing
+    twin counting as 0: `cpus: 1.5` next to `limits: {memory: 1G}` is rejected too (docker compose
+    v5.5 does so). An attribute that is unset or 0 is never compared.
+    """
     resources = (svc.get(key) or {}).get("resources") or {}
     for attr, (section, field_name), parse in _LIMIT_PAIRS:
         mine = _as_number(svc.get(attr), parse)
-        theirs = _as_number((resources.get(section) or {}).get(field_name), parse)
-        if mine is not None and theirs is not None and mine != theirs:
-            yield _invalid(
-                ("services", name, key, "resources", section, field_name),
-                f"services.{name}: can't set distinct values on '{attr}' and "
-                f"'deploy.resources.{section}.{field_name}'",
-            )
+        block = resources.get(section)
+        if not mine or not isinstance(block, Mapping):
+            continue
+        raw = block.get(field_name)
+        theirs = 0 if raw is None else _as_number(raw, parse)
+        if theirs is None or theirs == mine:
+            continue  # equal, or not in canonical form (nothing sound to compare)
+        path: Path = ("services", name, key, "resources", section)
+        yield _invalid(
+            (*path, field_name) if raw is not None else path,
+            f"services.{name}: can't set distinct values on '{attr}' and "
+            f"'deploy.resources.{section}.{field_name}'",
+        )
 
 
 def _check_container_name(

@@ -384,6 +384,28 @@ def test_resource_attribute_and_deploy_resources_must_agree(attr, value, section
     assert err.path == ("services", "worker", "deploy", "resources", section, key)
 
 
+def test_resource_attribute_with_a_limits_section_lacking_its_twin() -> None:
+    # compose-go counts a missing twin as 0 once `limits` exists (docker compose rejects this file).
+    data = lemp()
+    worker = data["services"]["worker"]
+    worker["cpus"] = 1.5
+    worker["deploy"]["resources"] = {"reservations": {"cpus": "0.5"}}
+    check_project(data)  # reservations do not pair with `cpus`
+    worker["deploy"]["resources"]["limits"] = {"memory": "1073741824"}
+    err = error_of(data)
+    assert err.message == (
+        "services.worker: can't set distinct values on 'cpus' and 'deploy.resources.limits.cpus'" + INVALID
+    )
+    assert err.path == ("services", "worker", "deploy", "resources", "limits")
+
+
+def test_zero_resource_attribute_is_not_compared() -> None:
+    data = lemp()
+    data["services"]["worker"]["pids_limit"] = 0
+    data["services"]["worker"]["deploy"]["resources"] = {"limits": {"pids": 64}}
+    check_project(data)
+
+
 def test_cpus_as_string_and_float_compare_numerically() -> None:
     data = lemp()
     data["services"]["worker"]["cpus"] = 0.5
