@@ -133,11 +133,18 @@ class _Loader:
     """One load of one project (an `include` makes a nested one); holds the shared caches."""
 
     def __init__(
-        self, settings: LoadSettings, warn: Warn, locator: Locator, stack: tuple[str, ...] = ()
+        self,
+        settings: LoadSettings,
+        warn: Warn,
+        locator: Locator,
+        *,
+        working_dir: str,
+        stack: tuple[str, ...] = (),
     ) -> None:
         self.settings = settings
         self.warn = warn
         self.locator = locator
+        self.working_dir = working_dir  # relative `extends.file` in any -f file is read from here
         self.stack = stack
         self._file_cache: dict[str, dict[str, Any]] = {}
 
@@ -214,8 +221,9 @@ class _Loader:
                 load_file=self.load_other_file(env),
                 locate=document.locate,
                 tags=document.tags,
+                working_dir=self.working_dir,
             )
-            merged = merge_documents(merged, data, tags=document.tags)
+            merged = merge_documents(merged, data, tags=document.tags, locate=document.locate)
         return merged
 
     def apply_include(self, data: dict[str, Any], filename: str, env: Mapping[str, str]) -> dict[str, Any]:
@@ -254,7 +262,11 @@ class _Loader:
             process_env = {k: v for k, v in env.items()}
             sub_env = build_project_environment(process_env, env_files)
             nested = _Loader(
-                self.settings, self.warn, self.locator, (*self.stack, *map(os.path.normpath, files))
+                self.settings,
+                self.warn,
+                self.locator,
+                working_dir=str(project_dir),
+                stack=(*self.stack, *map(os.path.normpath, files)),
             )
             documents = [
                 doc
@@ -349,7 +361,13 @@ def load_project(
     env = build_project_environment(environ, env_files) if env_files != early_env_files else early_env
 
     locator = Locator()
-    loader = _Loader(settings, warn, locator, tuple(f for f in files if f != discovery.STDIN))
+    loader = _Loader(
+        settings,
+        warn,
+        locator,
+        working_dir=str(working_dir),
+        stack=tuple(f for f in files if f != discovery.STDIN),
+    )
     documents = [
         doc for filename, text in _read_files(files, options) for doc in loader.read_documents(filename, text)
     ]
