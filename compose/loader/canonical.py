@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from compose.errors import InvalidProjectError, Location, Path
@@ -149,24 +150,41 @@ def _options(value: Any, path: Path, ctx: _Context) -> Any:
 
 
 # --------------------------------------------------------------------------------------------- scalars
+# Projects repeat the same few values ("10s", "512m", "8080:80") many times: parse each text once.
+
+
+@lru_cache(maxsize=4096, typed=True)
+def _duration_text(raw: Any) -> str:
+    return format_duration(parse_duration(raw))
+
+
+@lru_cache(maxsize=4096, typed=True)
+def _bytes_text(raw: Any) -> str:
+    return str(parse_bytes(raw))
+
+
+_cpus_value = lru_cache(maxsize=1024, typed=True)(nano_cpus)
+_split_words = lru_cache(maxsize=4096, typed=True)(lambda text: tuple(shell_split(text)))
+_port_entries = lru_cache(maxsize=4096, typed=True)(parse_port_spec)
+_volume_entry = lru_cache(maxsize=4096, typed=True)(parse_volume_spec)
 
 
 def _duration(value: Any, path: Path, ctx: _Context) -> Any:
     if value is None:
         return None
-    return ctx.parse(lambda raw: format_duration(parse_duration(raw)), value, path)
+    return ctx.parse(_duration_text, value, path)
 
 
 def _bytes(value: Any, path: Path, ctx: _Context) -> Any:
     if value is None:
         return None
-    return ctx.parse(lambda raw: str(parse_bytes(raw)), value, path)
+    return ctx.parse(_bytes_text, value, path)
 
 
 def _cpus(value: Any, path: Path, ctx: _Context) -> Any:
     if value is None:
         return None
-    return ctx.parse(nano_cpus, value, path)
+    return ctx.parse(_cpus_value, value, path)
 
 
 def _to_str(value: Any, path: Path, ctx: _Context) -> Any:
@@ -180,7 +198,8 @@ def _str_list(value: Any, path: Path, ctx: _Context) -> Any:
 def _command(value: Any, path: Path, ctx: _Context) -> Any:
     """command / entrypoint: a string is shell-split, a list keeps its words."""
     if isinstance(value, str):
-        return ctx.parse(shell_split, value, path)
+        words = ctx.parse(_split_words, value, path)
+        return list(words) if isinstance(words, tuple) else words
     if isinstance(value, list):
         return [go_string(item) for item in value]
     return value
@@ -211,8 +230,8 @@ def _ports(value: Any, path: Path, ctx: _Context) -> Any:
         if isinstance(entry, dict):
             ports.append(_long_port(entry, entry_path, ctx))
         elif isinstance(entry, str | int) and not isinstance(entry, bool):
-            parsed = ctx.parse(parse_port_spec, entry, entry_path)
-            ports.extend(parsed if isinstance(parsed, list) else [parsed])
+            parsed = ctx.parse(_port_entries, entry, entry_path)
+            ports.extend(_copy(parsed) if isinstance(parsed, list) else [parsed])
         else:
             raise ctx.error(f"invalid type {type(entry).__name__} for port", entry_path)
     return ports
@@ -240,7 +259,7 @@ def _expose(value: Any, path: Path, ctx: _Context) -> Any:
 def _volume(value: Any, path: Path, ctx: _Context) -> Any:
     """Short `src:dst:mode` -> long form with the target cleaned like compose-go does."""
     if isinstance(value, str):
-        parsed = ctx.parse(parse_volume_spec, value, path)
+        parsed = _copy(ctx.parse(_volume_entry, value, path))
         if isinstance(parsed, dict) and parsed.get("target"):
             parsed["target"] = _go_path_clean(parsed["target"])
         return parsed

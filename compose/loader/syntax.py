@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import struct
+from functools import lru_cache
 from typing import Any
 
 from compose.errors import InvalidProjectError
@@ -120,6 +121,7 @@ def _split_port_parts(spec: str) -> tuple[str, str, str]:
     return ":".join(parts[:-2]), parts[-2], parts[-1]
 
 
+@lru_cache(maxsize=1024)
 def _valid_ip(text: str) -> bool:
     """net.ParseIP: dotted IPv4 (no leading zeros) or IPv6 without a zone."""
     import ipaddress
@@ -189,7 +191,8 @@ def parse_port_spec(spec: str | int) -> list[dict]:
             entry["published"] = published
         entry["protocol"] = proto
         entries.append(entry)
-    entries.sort(key=lambda e: f"{e['target']}/{proto}")
+    if count > 1:
+        entries.sort(key=lambda e: str(e["target"]))
     return entries
 
 
@@ -212,8 +215,13 @@ def _is_file_path(source: str) -> bool:
     return len(source) > 1 and _is_windows_drive([source[0]], source[1])
 
 
+_DRIVE_RE = re.compile(r"(?:^|:)[^\W\d_]:")
+
+
 def _split_volume_spec(spec: str) -> list[str]:
     """Split on colons, except a Windows drive letter's colon and colons inside `${...}`."""
+    if "${" not in spec and not _DRIVE_RE.search(spec):
+        return spec.split(":")
     sections: list[str] = []
     buffer: list[str] = []
     depth = 0
@@ -399,6 +407,7 @@ def format_duration(ns: int) -> str:
 # --------------------------------------------------------------------------------------------- sizes
 
 _GO_FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$")
+_SIZE_LAST_DIGIT_RE = re.compile(r".*[0-9. ]", re.DOTALL)
 _SIZE_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
@@ -411,9 +420,10 @@ def parse_bytes(value: str | int) -> int:
     if isinstance(value, float):
         return int(value)
     text = str(value)
-    sep = max(text.rfind(ch) for ch in "0123456789. ")
-    if sep == -1:
+    match = _SIZE_LAST_DIGIT_RE.match(text)
+    if match is None:
         raise InvalidProjectError(f"invalid size: '{text}'")
+    sep = match.end() - 1
     number, suffix = (text[:sep], text[sep + 1 :]) if text[sep] == " " else (text[: sep + 1], text[sep + 1 :])
     if not _GO_FLOAT_RE.match(number):
         raise InvalidProjectError(f"invalid size: '{text}'")
