@@ -15,6 +15,8 @@ Semantics follow compose-go's `template` package (what docker compose v2 runs), 
 
 Casting: compose-go converts strings at some typed paths after substitution (`deploy.replicas` to an
 int, `privileged` to a bool...). It casts every string found there, interpolated or not, so we do too.
+Current compose-go no longer casts `secrets[].mode` / `configs[].mode` (they are octal file modes that
+later stages parse), and `ports[].published` stays a string.
 """
 
 from __future__ import annotations
@@ -259,7 +261,6 @@ def _to_bool(value: str, warn: Warn | None = None) -> bool:
 
 # "*" matches any one key or list index, "[]" only a list index (compose-go tree.Path patterns).
 _CAST_TABLE: dict[tuple[str, ...], Callable[..., Any]] = {
-    ("configs", "[]", "mode"): _to_int,
     ("cpu_count",): _to_int64,
     ("cpu_percent",): _to_float,
     ("cpu_period",): _to_int64,
@@ -287,7 +288,6 @@ _CAST_TABLE: dict[tuple[str, ...], Callable[..., Any]] = {
     ("privileged",): _to_bool,
     ("read_only",): _to_bool,
     ("scale",): _to_int,
-    ("secrets", "[]", "mode"): _to_int,
     ("stdin_open",): _to_bool,
     ("tty",): _to_bool,
     ("ulimits", "*"): _to_int,

@@ -289,7 +289,16 @@ def service(**fields):
                 ]
             },
         ),
-        ({"secrets": [{"source": "s", "mode": "288"}]}, {}, {"secrets": [{"source": "s", "mode": 288}]}),
+        (
+            {"secrets": [{"source": "s", "mode": "0440"}]},
+            {},
+            {"secrets": [{"source": "s", "mode": "0440"}]},
+        ),  # octal, not cast
+        (
+            {"configs": [{"source": "c", "mode": "${M:-0400}"}]},
+            {},
+            {"configs": [{"source": "c", "mode": "0400"}]},
+        ),
         (
             {"depends_on": {"db": {"condition": "service_started", "required": "false"}}},
             {},
