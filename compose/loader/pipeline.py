@@ -446,7 +446,7 @@ def _finish(
     if settings.consistency:
         from compose.loader.validate import check_project
 
-        check_project(data, locate=locator)
+        check_project(data, locate=locator, warn=warn)
     return data
 
 
