@@ -191,9 +191,9 @@ class _Node:
     _FIELDS: ClassVar[tuple[tuple[str, str, Any], ...]] = ()
     _EXTRAS: ClassVar[str] = "extras"
 
-    present: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+    given_keys: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
     """Keys the source dict had, so present-but-empty values are printed back."""
-    source: Mapping[str, Any] = field(default_factory=lambda: EMPTY, repr=False, compare=False)
+    given_text: Mapping[str, Any] = field(default_factory=lambda: EMPTY, repr=False, compare=False)
     """Source text of parsed values (durations, sizes, cpus), printed back when the value is unchanged."""
 
     @classmethod
@@ -208,7 +208,9 @@ class _Node:
                 if kind in _LOSSY:
                     raw[key] = data[key]
         kwargs[cls._EXTRAS] = MappingProxyType({k: _freeze(v) for k, v in data.items() if k not in known})
-        return cls(present=frozenset(k for k in data if k in known), source=MappingProxyType(raw), **kwargs)
+        return cls(
+            given_keys=frozenset(k for k in data if k in known), given_text=MappingProxyType(raw), **kwargs
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical dict this object stands for (plain, mutable data)."""
@@ -216,8 +218,8 @@ class _Node:
         defaults = _DEFAULTS[type(self)]
         for attr, key, kind in self._FIELDS:
             value = getattr(self, attr)
-            if key in self.present or value != defaults[attr]:
-                out[key] = _value_out(kind, value, self.source.get(key))
+            if key in self.given_keys or value != defaults[attr]:
+                out[key] = _value_out(kind, value, self.given_text.get(key))
         for key, value in getattr(self, self._EXTRAS).items():
             out[key] = _thaw(value)
         return out
@@ -681,8 +683,8 @@ class Project(_Node):
         if isinstance(services, dict):
             typed = MappingProxyType({n: Service.from_dict(n, s or {}) for n, s in services.items()})
             project = cls._from({k: v for k, v in data.items() if k != "services"})
-            present = project.present | {"services"}
-            return _replace(project, services=typed, present=present)
+            present = project.given_keys | {"services"}
+            return _replace(project, services=typed, given_keys=present)
         return cls._from(data)
 
     def service_names(self) -> tuple[str, ...]:
