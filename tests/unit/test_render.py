@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import random
 import time
 
@@ -324,3 +325,17 @@ def test_json_compact_has_no_whitespace():
     assert json_compact({"image": "a", "ports": [{"target": 1, "mode": "host"}]}, "service") == (
         '{"command":null,"entrypoint":null,"image":"a","ports":[{"mode":"host","target":1}]}'
     )
+
+
+_CORPUS = pathlib.Path(__file__).resolve().parents[1] / "corpus" / "good"
+
+
+@pytest.mark.parametrize(
+    "case", sorted(p.name for p in _CORPUS.glob("*") if (p / "expected.yaml").exists()) or ["<none>"]
+)
+def test_corpus_expected_output_re_renders_byte_for_byte(case):
+    expected = _CORPUS / case / "expected.yaml"
+    if not expected.exists():
+        pytest.skip("no corpus")
+    text = expected.read_text().replace("{{DIR}}", "/DIR")
+    assert to_yaml(_back(text)) == text
