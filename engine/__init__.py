@@ -1,1 +1,4 @@
-"""The runtime half of pycompose: images, containers, networks, volumes, state. Knows nothing of Compose files."""
+"""The runtime half of pycompose: images, containers, networks, volumes, state.
+
+Knows nothing of Compose files.
+"""

@@ -603,4 +603,44 @@ def canonicalize(
     are instead of failing on them.
     """
     ctx = _Context(locate=locate, warn=warn, strict=strict)
-    return _walk(data, _TRIE, (), ctx)
+    return omit_false(_walk(data, _TRIE, (), ctx))
+
+
+# Boolean fields docker compose prints even when false (Go `*bool` or no `omitempty`); every other
+# `false` is the zero value and is left out of the canonical form, as `docker compose config` does.
+_KEEP_FALSE = {
+    ("services", "*", "depends_on", "*", "required"),
+    ("services", "*", "init"),
+    ("services", "*", "attach"),
+    ("services", "*", "env_file", "*", "required"),
+    ("services", "*", "volumes", "*", "bind", "create_host_path"),
+    ("networks", "*", "enable_ipv4"),
+    ("networks", "*", "enable_ipv6"),
+}
+
+
+def omit_false(data: dict) -> dict:
+    """Drop `key: false` below services and top-level resources (never inside `x-*` extensions)."""
+    for section in ("services", "networks", "volumes", "secrets", "configs"):
+        if isinstance(data.get(section), dict):
+            _drop_false(data[section], (section,))
+    return data
+
+
+def _keeps_false(path: tuple) -> bool:
+    return any(
+        len(pattern) == len(path) and all(p in ("*", part) for p, part in zip(pattern, path, strict=True))
+        for pattern in _KEEP_FALSE
+    )
+
+
+def _drop_false(node: Any, path: tuple) -> None:
+    if isinstance(node, dict):
+        for key in [k for k, v in node.items() if v is False and not _keeps_false((*path, k))]:
+            del node[key]
+        for key, value in node.items():
+            if not (isinstance(key, str) and key.startswith("x-")):
+                _drop_false(value, (*path, key))
+    elif isinstance(node, list):
+        for item in node:
+            _drop_false(item, (*path, "*"))

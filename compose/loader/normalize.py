@@ -19,9 +19,6 @@ Warn = Callable[[str], None] | None
 Locate = Callable[[Path], Location] | None
 
 RESOURCE_KINDS = ("networks", "volumes", "secrets", "configs")
-NAMESPACE_KEYS = ("network_mode", "ipc", "pid", "uts", "cgroup")
-SERVICE_PREFIX = "service:"
-CONTAINER_PREFIX = "container:"
 
 
 def normalize(data: dict, *, project_name: str, warn: Warn = None, locate: Locate = None) -> dict:
@@ -197,32 +194,21 @@ def _default_device_requests(service: dict) -> None:
 
 def _add_implicit_dependencies(service: dict) -> None:
     """links, `service:x` namespaces and volumes_from imply depends_on entries (never overriding)."""
-    implied: list[tuple[str, bool]] = []
-    for link in service.get("links") or []:
-        implied.append((_link_target(str(link)), True))
-    for key in NAMESPACE_KEYS:
-        value = service.get(key)
-        if isinstance(value, str) and value.startswith(SERVICE_PREFIX):
-            implied.append((value[len(SERVICE_PREFIX) :], True))
-    for source in service.get("volumes_from") or []:
-        source = str(source)
-        if not source.startswith(CONTAINER_PREFIX):
-            implied.append((source.split(":")[0], False))
+    from compose.graph import implicit_dependencies
+
+    implied = list(implicit_dependencies(service))
     if not implied:
         return
     depends_on = service.get("depends_on")
     if not isinstance(depends_on, dict):
         depends_on = {}
-    for target, restart in implied:
+    for target, _origin, restart in implied:
         if target not in depends_on:
-            depends_on[target] = {"condition": "service_started", "restart": restart, "required": True}
+            entry = {"condition": "service_started", "required": True}
+            if restart:  # `restart: false` is the default and docker compose does not print it
+                entry["restart"] = True
+            depends_on[target] = entry
     service["depends_on"] = depends_on
-
-
-def _link_target(link: str) -> str:
-    """`db:alias` links to db; compose-go only splits when there is exactly one colon."""
-    parts = link.split(":")
-    return parts[0] if len(parts) == 2 else link
 
 
 def _relocate_scale(name: str, service: dict) -> None:

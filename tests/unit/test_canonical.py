@@ -649,3 +649,46 @@ def test_cached_results_are_not_shared_between_services():
     assert doc["services"]["b"]["ports"][0]["published"] == "80"
     again = canonicalize({"services": {"c": {"ports": ["80:80"]}}})
     assert again["services"]["c"]["ports"][0]["published"] == "80"
+
+
+def test_false_booleans_are_omitted_like_docker_compose_prints_them():
+    data = {
+        "services": {
+            "web": {
+                "image": "nginx",
+                "privileged": False,
+                "read_only": False,
+                "tty": False,
+                "init": False,
+                "depends_on": {"db": {"condition": "service_started", "required": False, "restart": False}},
+                "env_file": [{"path": "a.env", "required": False}],
+                "volumes": [
+                    {
+                        "type": "bind",
+                        "source": "./a",
+                        "target": "/a",
+                        "read_only": False,
+                        "bind": {"create_host_path": False},
+                    }
+                ],
+                "x-flags": {"debug": False},
+            }
+        },
+        "networks": {"front": {"internal": False, "enable_ipv6": False}},
+        "x-top": {"keep": False},
+    }
+    out = canonicalize(data)
+    web = out["services"]["web"]
+    assert "privileged" not in web and "read_only" not in web and "tty" not in web
+    assert web["init"] is False
+    assert web["depends_on"]["db"] == {"condition": "service_started", "required": False}
+    assert web["env_file"] == [{"path": "a.env", "required": False}]
+    assert web["volumes"][0] == {
+        "type": "bind",
+        "source": "./a",
+        "target": "/a",
+        "bind": {"create_host_path": False},
+    }
+    assert web["x-flags"] == {"debug": False}
+    assert out["networks"]["front"] == {"enable_ipv6": False}
+    assert out["x-top"] == {"keep": False}

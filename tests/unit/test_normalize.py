@@ -126,7 +126,7 @@ def test_implicit_dependencies_from_links_namespaces_and_volumes_from():
         "cache": {"condition": "service_started", "restart": True, "required": True},
         "vpn": {"condition": "service_started", "restart": True, "required": True},
         "shm": {"condition": "service_started", "restart": True, "required": True},
-        "store": {"condition": "service_started", "restart": False, "required": True},
+        "store": {"condition": "service_started", "required": True},  # restart: false is not printed
     }
 
 

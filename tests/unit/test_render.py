@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import pathlib
 import random
 import time
 
 import pytest
+from corpus_cases import GOOD, expected_output
 
 from compose.loader.yamlparse import parse_yaml
 from compose.render import go_float_json, go_float_yaml, json_compact, to_json, to_yaml, yaml_key_sort
@@ -327,15 +327,7 @@ def test_json_compact_has_no_whitespace():
     )
 
 
-_CORPUS = pathlib.Path(__file__).resolve().parents[1] / "corpus" / "good"
-
-
-@pytest.mark.parametrize(
-    "case", sorted(p.name for p in _CORPUS.glob("*") if (p / "expected.yaml").exists()) or ["<none>"]
-)
+@pytest.mark.parametrize("case", GOOD, ids=lambda p: p.name)
 def test_corpus_expected_output_re_renders_byte_for_byte(case):
-    expected = _CORPUS / case / "expected.yaml"
-    if not expected.exists():
-        pytest.skip("no corpus")
-    text = expected.read_text().replace("{{DIR}}", "/DIR")
+    text = expected_output(case)
     assert to_yaml(_back(text)) == text
