@@ -12,11 +12,12 @@ value was replaced; keys that were present with an empty/default value are print
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar
+
+from compose.loader import syntax as _syntax
 
 __all__ = [
     "BuildConfig",
@@ -74,70 +75,26 @@ def _thaw(value: Any) -> Any:
     return value
 
 
-_DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def parse_duration(text: str | float | int) -> float:
-    """Seconds in a Go duration string ("1m30s", "500ms", "-1.5h"); bare numbers are seconds."""
+    """Seconds in a canonical Go duration string ("1m30s", "500ms"); a bare number is seconds already.
+
+    The grammar lives in `compose.loader.syntax`; this only changes the unit the model works in.
+    """
     if isinstance(text, int | float):
         return float(text)
-    s = text.strip()
-    sign = -1.0 if s.startswith("-") else 1.0
-    s = s.lstrip("+-")
-    if s == "0":
-        return 0.0
-    total, pos = 0.0, 0
-    while pos < len(s):
-        m = _DURATION_PART.match(s, pos)
-        if not m or m.group(1) in ("", "."):
-            raise ValueError(f"invalid duration {text!r}")
-        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-        pos = m.end()
-    if not s:
-        raise ValueError(f"invalid duration {text!r}")
-    return sign * total
+    return _syntax.parse_duration(text) / 1e9
 
 
 def format_duration(seconds: float) -> str:
     """Go's `time.Duration.String()` for a number of seconds (nanosecond resolution)."""
-    ns = round(seconds * 1e9)
-    if ns == 0:
-        return "0s"
-    sign = "-" if ns < 0 else ""
-    ns = abs(ns)
-    if ns < 1000:
-        return f"{sign}{ns}ns"
-    if ns < 1_000_000:
-        return sign + _decimal(ns, 1000) + "µs"
-    if ns < 1_000_000_000:
-        return sign + _decimal(ns, 1_000_000) + "ms"
-    hours, rest = divmod(ns, 3_600_000_000_000)
-    minutes, rest = divmod(rest, 60_000_000_000)
-    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if hours or minutes else "")
-    return sign + text + _decimal(rest, 1_000_000_000) + "s"
-
-
-def _decimal(value: int, unit: int) -> str:
-    whole, frac = divmod(value, unit)
-    if not frac:
-        return str(whole)
-    digits = str(frac).rjust(len(str(unit)) - 1, "0").rstrip("0")
-    return f"{whole}.{digits}"
-
-
-_BYTES = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([kmgtp]?)i?b?", re.IGNORECASE)
+    return _syntax.format_duration(round(seconds * 1e9))
 
 
 def parse_bytes(value: str | int | float) -> int:
-    """Bytes in a size: canonical form is already an integer string; units (k, m, g...) are 1024-based."""
+    """Bytes in a size; canonical sizes are already integer strings, units (k, m, g...) are 1024-based."""
     if isinstance(value, int | float):
         return int(value)
-    m = _BYTES.fullmatch(value.strip())
-    if not m:
-        raise ValueError(f"invalid byte size {value!r}")
-    power = " kmgtp".index(m.group(2).lower() or " ")
-    return int(float(m.group(1)) * 1024**power)
+    return _syntax.parse_bytes(value)
 
 
 # --------------------------------------------------------------------------------------------------

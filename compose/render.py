@@ -514,7 +514,8 @@ def _literal_body(text: str, indent: int) -> str:
     return "".join((pad + line if line else "") + "\n" for line in body.split("\n"))
 
 
-def _yaml_scalar(value: Any) -> str:
+def _plain_scalar(value: Any, float_text: Callable[[float], str], language: str) -> str:
+    """null, booleans and numbers: spelled alike in YAML and JSON except for floats."""
     if value is None:
         return "null"
     if value is True:
@@ -524,8 +525,12 @@ def _yaml_scalar(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return go_float_yaml(value)
-    raise TypeError(f"cannot render {type(value).__name__} as YAML")
+        return float_text(value)
+    raise TypeError(f"cannot render {type(value).__name__} as {language}")
+
+
+def _yaml_scalar(value: Any) -> str:
+    return _plain_scalar(value, go_float_yaml, "YAML")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -650,17 +655,7 @@ def _json_string(text: str) -> str:
 def _json_scalar(value: Any) -> str:
     if isinstance(value, str):
         return _json_string(value)
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return go_float_json(value)
-    raise TypeError(f"cannot render {type(value).__name__} as JSON")
+    return _plain_scalar(value, go_float_json, "JSON")
 
 
 def _json_items(data: dict[str, Any], kind: Any) -> list[tuple[str, Any, Any]]:

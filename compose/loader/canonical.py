@@ -15,6 +15,8 @@ from functools import lru_cache
 from typing import Any
 
 from compose.errors import InvalidProjectError, Location, Path
+from compose.loader.paths import clean_path
+from compose.loader.plain import clone
 from compose.loader.syntax import (
     format_duration,
     go_string,
@@ -68,37 +70,6 @@ Rule = Callable[[Any, Path, _Context], Any]
 
 
 # --------------------------------------------------------------------------------------------- helpers
-
-
-def _copy(value: Any) -> Any:
-    """A deep copy of plain data (much faster than copy.deepcopy for dict/list/scalars)."""
-    if isinstance(value, dict):
-        return {key: _copy(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_copy(item) for item in value]
-    return value
-
-
-def _go_path_clean(path: str) -> str:
-    """Go's path.Clean: collapse `//`, `.` and `..` lexically (unlike posixpath, `//x` -> `/x`)."""
-    if path == "":
-        return "."
-    rooted = path.startswith("/")
-    parts: list[str] = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if parts and parts[-1] != "..":
-                parts.pop()
-            elif not rooted:
-                parts.append("..")
-            continue
-        parts.append(part)
-    cleaned = "/".join(parts)
-    if rooted:
-        return "/" + cleaned
-    return cleaned or "."
 
 
 def _string_list(value: Any) -> Any:
@@ -231,14 +202,14 @@ def _ports(value: Any, path: Path, ctx: _Context) -> Any:
             ports.append(_long_port(entry, entry_path, ctx))
         elif isinstance(entry, str | int) and not isinstance(entry, bool):
             parsed = ctx.parse(_port_entries, entry, entry_path)
-            ports.extend(_copy(parsed) if isinstance(parsed, list) else [parsed])
+            ports.extend(clone(parsed) if isinstance(parsed, list) else [parsed])
         else:
             raise ctx.error(f"invalid type {type(entry).__name__} for port", entry_path)
     return ports
 
 
 def _long_port(entry: dict, path: Path, ctx: _Context) -> dict:
-    port = _copy(entry)
+    port = clone(entry)
     target = port.get("target")
     if isinstance(target, str) and target.isdigit():
         port["target"] = int(target)
@@ -259,9 +230,9 @@ def _expose(value: Any, path: Path, ctx: _Context) -> Any:
 def _volume(value: Any, path: Path, ctx: _Context) -> Any:
     """Short `src:dst:mode` -> long form with the target cleaned like compose-go does."""
     if isinstance(value, str):
-        parsed = _copy(ctx.parse(_volume_entry, value, path))
+        parsed = clone(ctx.parse(_volume_entry, value, path))
         if isinstance(parsed, dict) and parsed.get("target"):
-            parsed["target"] = _go_path_clean(parsed["target"])
+            parsed["target"] = clean_path(parsed["target"])
         return parsed
     if isinstance(value, dict):
         return value
@@ -578,18 +549,18 @@ def _walk(value: Any, node: _Node, path: Path, ctx: _Context) -> Any:
         value = node.rule(value, path, ctx)
     children = node.children
     if not children:
-        return _copy(value)
+        return clone(value)
     if isinstance(value, dict):
         wildcard = children.get("*")
         result = {}
         for key, item in value.items():
             child = children.get(key, wildcard) if isinstance(key, str) else wildcard
-            result[key] = _walk(item, child, (*path, key), ctx) if child is not None else _copy(item)
+            result[key] = _walk(item, child, (*path, key), ctx) if child is not None else clone(item)
         return result
     if isinstance(value, list):
         child = children.get("*")
         if child is None:
-            return _copy(value)
+            return clone(value)
         return [_walk(item, child, (*path, index), ctx) for index, item in enumerate(value)]
     return value
 

@@ -16,12 +16,12 @@ the files and merge (compose-go `WithServicesEnvironmentResolved` / `WithService
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from compose.errors import ComposeError, InvalidProjectError, Location, Path, ProjectNotFoundError
+from compose.loader.plain import clone
 
 Locate = Callable[[Path], Location] | None
 Lookup = Callable[[str], str | None]
@@ -31,7 +31,7 @@ def resolve_service_environment(
     data: dict, env: Mapping[str, str], *, locate: Locate = None, discard_env_file: bool = True
 ) -> dict:
     """Return a copy of the project with env files, label files and bare keys resolved."""
-    out = copy.deepcopy(data)
+    out = clone(data)
     for name, service in (out.get("services") or {}).items():
         if isinstance(service, dict):
             _resolve_one(name, service, env, locate, discard_env_file)

@@ -19,7 +19,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from compose.errors import ComposeError, ExtendsError, Location, Path, ProjectNotFoundError
-from compose.loader.merge import clone, merge_service
+from compose.loader.merge import merge_service
+from compose.loader.plain import clone
 
 Locate = Callable[[Path], Location]
 LoadFile = Callable[[str], Any]

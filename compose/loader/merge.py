@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from compose.errors import InvalidProjectError, Location, Path, format_path
+from compose.loader.plain import clone
 
 Locate = Callable[[Path], Location]
 Merger = Callable[[Any, Any, Path], Any]
@@ -78,15 +79,6 @@ def enforce_unicity(data: Any, *, root: Path = ()) -> Any:
     Public because compose-go runs it again after canonicalization (port ranges can reveal duplicates).
     """
     return _unique(data, tuple(root))
-
-
-def clone(value: Any) -> Any:
-    """Copy dicts and lists recursively; scalars are immutable and shared."""
-    if isinstance(value, dict):
-        return {k: clone(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [clone(v) for v in value]
-    return value
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -8,12 +8,12 @@ data. Input and output are in the CANONICAL FORM (see `compose.loader`); the inp
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
 from compose.errors import InvalidProjectError, Location, Path
 from compose.loader.paths import clean_path
+from compose.loader.plain import clone
 
 Warn = Callable[[str], None] | None
 Locate = Callable[[Path], Location] | None
@@ -23,7 +23,7 @@ RESOURCE_KINDS = ("networks", "volumes", "secrets", "configs")
 
 def normalize(data: dict, *, project_name: str, warn: Warn = None, locate: Locate = None) -> dict:
     """Return a copy of `data` with every default docker compose makes explicit filled in."""
-    out = copy.deepcopy(data)
+    out = clone(data)
     out = _with_name_first(out, project_name)
     try:
         for kind in RESOURCE_KINDS:

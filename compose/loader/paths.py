@@ -11,7 +11,6 @@ relative path is joined to the base directory and cleaned, an absolute path is k
 
 from __future__ import annotations
 
-import copy
 import os
 import posixpath
 import re
@@ -19,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from compose.errors import InvalidProjectError
+from compose.loader.plain import clone
 
 REMOTE_PREFIXES = ("https://", "http://", "git://", "ssh://", "github.com/", "git@")
 SERVICE_PREFIX = "service:"
@@ -86,7 +86,7 @@ def _join(base: str, rest: str) -> str:
 
 def resolve_service_paths(service: dict, base_dir: str, *, home: str | None = None) -> dict:
     """Return a copy of one service with its host paths absolute against base_dir."""
-    out = copy.deepcopy(service)
+    out = clone(service)
 
     def resolve(path: Any) -> Any:
         return abs_path(path, base_dir, home) if isinstance(path, str) else path
@@ -182,7 +182,7 @@ def _map_str_or_list(value: Any, resolve: Callable) -> Any:
 
 def resolve_paths(data: dict, project_dir: str, *, home: str | None = None) -> dict:
     """Return a copy of the project with every host path absolute against project_dir."""
-    out = copy.deepcopy(data)
+    out = clone(data)
     services = out.get("services")
     if isinstance(services, dict):
         for name, service in services.items():

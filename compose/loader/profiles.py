@@ -12,11 +12,11 @@ dependency on a dropped service is simply removed.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from compose.errors import InvalidProjectError, Location, Path
+from compose.loader.plain import clone
 
 Locate = Callable[[Path], Location] | None
 ALL_PROFILES = "*"
@@ -43,7 +43,7 @@ def apply_profiles(
     data: dict, active: Collection[str], enabled_services: Sequence[str] = (), *, locate: Locate = None
 ) -> dict:
     """Return a copy of the project keeping only the enabled services (see module doc)."""
-    out = copy.deepcopy(data)
+    out = clone(data)
     services: dict[str, Any] = out.get("services") or {}
     active = set(active)
     keep = {name for name, service in services.items() if is_enabled(service or {}, active)}

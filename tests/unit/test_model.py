@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 
+from compose.errors import InvalidProjectError
 from compose.model import Project, Service, format_duration, parse_bytes, parse_duration
 
 
@@ -151,9 +152,9 @@ def test_durations(text, seconds):
 
 
 def test_bad_duration_and_bytes():
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidProjectError):
         parse_duration("5 minutes")
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidProjectError):
         parse_bytes("lots")
     assert parse_bytes("52428800") == 52428800
     assert parse_bytes("50m") == 52428800
