@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from compose.errors import InterpolationError, Location, Path, format_path
+from compose.errors import InterpolationError, Location, Path
 
 Lookup = Callable[[str], str | None]
 Warn = Callable[[str], None]
@@ -109,10 +109,9 @@ class _Context:
         self.warn = warn
 
     def invalid(self) -> InterpolationError:
-        where = f" for {format_path(self.path)}" if self.path else ""
+        # The path is printed in front of every ComposeError already; the message adds the value.
         message = (
-            f"invalid interpolation format{where}.\n"
-            f"You may need to escape any $ with another $.\n{self.template}"
+            f"invalid interpolation format {self.template!r}: you may need to escape any $ with another $"
         )
         return InterpolationError(message, path=self.path or None, location=self.location)
 

@@ -2,8 +2,9 @@
 
 Input is the normalized project in CANONICAL FORM (see `compose.loader`). The rules mirror compose-go's
 consistency check (`loader/validate.go` checkConsistency, `Project.CheckContainerNameUnicity`,
-`graph.CheckCycle`), with the same message texts (including the `: invalid compose project` suffix
-compose-go's `errdefs.ErrInvalid` adds). Three compose-go slips are fixed rather than copied: the
+`graph.CheckCycle`), with the same message texts, minus the `: invalid compose project` suffix compose-go's
+`errdefs.ErrInvalid` adds and the `services.x:` prefix (our errors carry the key path
+already). Three compose-go slips are fixed rather than copied: the
 container_name/replicas message has its arguments swapped there ("services.deploy.replicas: can't set
 container_name and web ..."), "mutualy" is misspelled, and the unicity message ends in a stray quote.
 
@@ -36,8 +37,6 @@ from compose.graph import (
 Locate = Callable[[Path], Location]
 Warn = Callable[[str], None]
 
-INVALID = ": invalid compose project"
-"""Suffix docker compose prints after consistency errors (compose-go errdefs.ErrInvalid)."""
 
 HEALTHCHECK_KINDS = ("CMD", "CMD-SHELL", "NONE")
 
@@ -127,9 +126,9 @@ class _Context:
         )
 
 
-def _invalid(path: Path, message: str, *, suffix: bool = True) -> InvalidProjectError:
-    """An InvalidProjectError worded like docker compose (most carry the ErrInvalid suffix)."""
-    return InvalidProjectError(message + (INVALID if suffix else ""), path=path)
+def _invalid(path: Path, message: str) -> InvalidProjectError:
+    """An InvalidProjectError worded like docker compose; the CLI prints the path in front."""
+    return InvalidProjectError(message, path=path)
 
 
 # --- per service ---------------------------------------------------------------------------------------
@@ -200,7 +199,6 @@ def _check_healthcheck(
         yield _invalid(
             ("services", name, key, "test"),
             'healthcheck.test must start either by "CMD", "CMD-SHELL" or "NONE"',
-            suffix=False,
         )
 
 
@@ -231,7 +229,6 @@ def _missing_service(
                 path,
                 f'service "{target}" is required by "{name}" but is disabled. '
                 f"Can be enabled by profiles [{profiles}]",
-                suffix=False,
             )
         return
     # Like compose-go, `required: false` only excuses a service that profiles disabled: the profiles
@@ -267,9 +264,7 @@ def _check_namespace(
         return
     path: Path = ("services", name, key)
     if key == "network_mode" and target not in (ctx.disabled or {}):
-        yield _invalid(
-            path, f"service \"{target}\" not found for network_mode 'service:{target}'", suffix=False
-        )
+        yield _invalid(path, f"service \"{target}\" not found for network_mode 'service:{target}'")
         return
     yield from _missing_service(ctx, name, target, True, path)
 
@@ -313,7 +308,7 @@ def _check_scale(ctx: _Context, name: str, svc: Mapping[str, Any], key: str) -> 
     if scale is not None and replicas is not None and scale != replicas:
         yield _invalid(
             ("services", name, key),
-            f"services.{name}: can't set distinct values on 'scale' and 'deploy.replicas'",
+            "can't set distinct values on 'scale' and 'deploy.replicas'",
         )
 
 
@@ -348,8 +343,7 @@ def _check_deploy(
         path: Path = ("services", name, key, "resources", section)
         yield _invalid(
             (*path, field_name) if raw is not None else path,
-            f"services.{name}: can't set distinct values on '{attr}' and "
-            f"'deploy.resources.{section}.{field_name}'",
+            f"can't set distinct values on '{attr}' and 'deploy.resources.{section}.{field_name}'",
         )
 
 
@@ -363,13 +357,11 @@ def _check_container_name(
     path: Path = ("services", name, key)
     if _replicas(svc) > 1:
         attr = "scale" if svc.get("scale") is not None else "deploy.replicas"
-        yield _invalid(
-            path, f"services.{name}: can't set container_name and {attr} as container name must be unique"
-        )
+        yield _invalid(path, f"can't set container_name and {attr} as container name must be unique")
     owner = ctx.container_names.setdefault(container_name, name)
     if owner != name:
         yield InvalidProjectError(
-            f'services.{name}: container name "{container_name}" is already in use by service {owner}',
+            f'container name "{container_name}" is already in use by service {owner}',
             path=path,
         )
 
@@ -382,7 +374,7 @@ def _check_develop(
         if isinstance(rule, Mapping) and rule.get("action") != "rebuild" and not rule.get("target"):
             yield _invalid(
                 ("services", name, key, "watch", i),
-                f"services.{name}.develop.watch: target is required for non-rebuild actions",
+                "target is required for non-rebuild actions",
             )
 
 

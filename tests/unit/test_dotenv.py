@@ -184,7 +184,7 @@ def test_value_set_in_file_is_not_replaced_by_lookup() -> None:
         (
             "A=1\nB=${}\n",
             2,
-            "invalid interpolation format.\nYou may need to escape any $ with another $.\n${}",
+            "invalid interpolation format '${}': you may need to escape any $ with another $",
         ),
         ("A=1\nB=${SECRET:?set SECRET}\n", 2, "required variable SECRET is missing a value: set SECRET"),
     ],

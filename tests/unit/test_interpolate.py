@@ -141,8 +141,7 @@ def test_invalid_templates(template: str) -> None:
     with pytest.raises(InterpolationError) as info:
         substitute(template, ENV.get, path=path)
     assert info.value.message == (
-        "invalid interpolation format for services.web.image.\n"
-        f"You may need to escape any $ with another $.\n{template}"
+        f"invalid interpolation format {template!r}: you may need to escape any $ with another $"
     )
     assert info.value.path == path
     assert info.value.location is None
@@ -152,7 +151,7 @@ def test_invalid_template_without_path() -> None:
     with pytest.raises(InterpolationError) as info:
         substitute("${}", ENV.get)
     assert info.value.path is None
-    assert info.value.message.startswith("invalid interpolation format.\n")
+    assert info.value.message.startswith("invalid interpolation format '${}'")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -211,7 +210,7 @@ def test_interpolate_list_index_in_error_path() -> None:
     with pytest.raises(InterpolationError) as info:
         interpolate(doc, ENV)
     assert info.value.path == ("services", "web", "command", 1)
-    assert "invalid interpolation format for services.web.command[1]." in info.value.message
+    assert info.value.message.startswith("invalid interpolation format '${BAD'")
 
 
 def test_interpolate_warns_once_per_variable() -> None:
