@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import tempfile
 from pathlib import Path
@@ -14,7 +15,12 @@ from hypothesis import strategies as st
 from compose.errors import ComposeError
 from compose.loader.pipeline import ProjectOptions, load_project
 
-FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# CI runs 120 examples per test; set PYCOMPOSE_FUZZ_EXAMPLES=5000 for a longer hunt.
+FUZZ = settings(
+    max_examples=int(os.environ.get("PYCOMPOSE_FUZZ_EXAMPLES", "120")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 scalars = st.one_of(
     st.none(),
