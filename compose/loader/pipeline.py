@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from compose.errors import (
     ComposeError,
     IncludeError,
+    InvalidProjectError,
     Location,
     Path,
     ProjectNotFoundError,
@@ -166,8 +167,8 @@ class _Loader:
         properties are not demanded of them.
         """
         data = document.data
-        if data is None:
-            data = {}
+        if data is None:  # docker compose refuses an empty file rather than loading nothing
+            raise InvalidProjectError("empty compose file", location=Location(document.filename))
         if not isinstance(data, dict):
             raise SchemaError("top-level object must be a mapping", location=document.locate(()))
         if "version" in data:

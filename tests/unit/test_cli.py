@@ -176,3 +176,27 @@ def test_console_script_runs_as_a_process(project):
         check=False,
     )
     assert (result.returncode, result.stdout) == (0, "db\napi\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "compose.yaml: empty compose file"),
+        ("# only a comment\n", "compose.yaml: empty compose file"),
+        ("- a\n- b\n", "compose.yaml:1:1: top-level object must be a mapping"),
+        ("services:\n", "compose.yaml:1:1: services: must be a mapping"),
+    ],
+)
+def test_degenerate_files_are_clear_errors(project, capsys, text, message):
+    (project / "compose.yaml").write_text(text)
+    code, out, err = run(capsys, "config")
+    assert (code, out) == (1, "")
+    assert message in err
+
+
+def test_missing_files(project, capsys, tmp_path):
+    code, _, err = run(capsys, "-f", "nope.yaml", "config")
+    assert code == 1 and "nope.yaml: no such file or directory" in err
+    (project / "compose.yaml").unlink()
+    code, _, err = run(capsys, "config")
+    assert code == 1 and "no configuration file provided" in err
