@@ -200,3 +200,21 @@ def test_missing_files(project, capsys, tmp_path):
     (project / "compose.yaml").unlink()
     code, _, err = run(capsys, "config")
     assert code == 1 and "no configuration file provided" in err
+
+
+def test_config_variables(project, capsys):
+    code, out, _ = run(capsys, "config", "--variables")
+    assert code == 0
+    assert out.splitlines()[0].split() == ["NAME", "REQUIRED", "DEFAULT", "VALUE", "ALTERNATE", "VALUE"]
+    assert out.splitlines()[1].split() == ["GREETING", "false", "hello"]
+    code, out, _ = run(capsys, "config", "--variables", "--format", "json")
+    assert json.loads(out) == {
+        "GREETING": {"Name": "GREETING", "DefaultValue": "hello", "PresenceValue": "", "Required": False}
+    }
+
+
+def test_literal_dollar_is_escaped_in_output(project, capsys):
+    (project / "compose.yaml").write_text("services:\n  web:\n    image: nginx\n    command: echo $$HOME\n")
+    code, out, _ = run(capsys, "config", "--format", "json")
+    assert code == 0 and out.endswith("}\n")
+    assert json.loads(out)["services"]["web"]["command"] == ["echo", "$$HOME"]

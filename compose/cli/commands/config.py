@@ -102,7 +102,7 @@ def run(args, context) -> int:
         return _print_variables(context, args, loaded)
     from compose import render
 
-    text = render.to_json(data) if args.format == "json" else render.to_yaml(data)
+    text = render.to_json(data) + "\n" if args.format == "json" else render.to_yaml(data)
     if settings.interpolate:
         # Values are final now; a `$` left in them is literal and must not be read as a variable when this
         # output is loaded again (docker compose escapes the same way).
@@ -143,12 +143,15 @@ def _print_variables(context, args, loaded) -> int:
                 variables.update(list_variables(document.data))
     if args.format == "json":
         return _write(context, args, json.dumps(variables, indent=2) + "\n")
-    lines = ["NAME DEFAULT_VALUE PRESENCE_VALUE REQUIRED"]
+    rows = [("NAME", "REQUIRED", "DEFAULT VALUE", "ALTERNATE VALUE")]
     for name, info in sorted(variables.items()):
-        lines.append(
-            f"{name} {info.get('DefaultValue') or ''} {info.get('PresenceValue') or ''} "
-            f"{str(bool(info.get('Required'))).lower()}"
-        )
+        required = str(bool(info.get("Required"))).lower()
+        rows.append((name, required, info.get("DefaultValue") or "", info.get("PresenceValue") or ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [
+        "   ".join(cell.ljust(widths[i]) if i < 3 else cell for i, cell in enumerate(row)).rstrip()
+        for row in rows
+    ]
     return _print_lines(context, args, lines)
 
 
