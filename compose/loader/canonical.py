@@ -319,7 +319,9 @@ def _host_entry(host: str, ip: str) -> str:
 
 
 def _depends_on(value: Any, path: Path, ctx: _Context) -> Any:
-    """List -> map with service_started/required; map entries get the missing defaults."""
+    """List -> map with service_started/required. Map entries are left as written: an override file's
+    entry that omits `required` must not reset a base `required: false`, so normalize fills the defaults
+    after the merge."""
     if isinstance(value, list):
         return {go_string(name): {"condition": "service_started", "required": True} for name in value}
     if isinstance(value, dict):
@@ -327,7 +329,7 @@ def _depends_on(value: Any, path: Path, ctx: _Context) -> Any:
         for name, spec in value.items():
             if spec is not None and not isinstance(spec, dict):
                 raise ctx.error(f"unsupported value {go_string(spec)}", (*path, name))
-            result[name] = {"condition": "service_started", "required": True, **(spec or {})}
+            result[name] = dict(spec or {})
         return result
     raise ctx.error(f"invalid type {type(value).__name__} for depends_on", path)
 

@@ -134,8 +134,19 @@ def _normalize_service(name: str, service: dict) -> None:
     _default_secret_targets(service)
     _default_bind_options(service)
     _default_device_requests(service)
+    _default_dependencies(service)
     _add_implicit_dependencies(service)
     _relocate_scale(name, service)
+
+
+def _default_dependencies(service: dict) -> None:
+    """`depends_on: {db: {}}` means started and required (filled after the merge, see canonical)."""
+    depends_on = service.get("depends_on")
+    if isinstance(depends_on, dict):
+        for name, spec in depends_on.items():
+            spec = depends_on[name] = spec if isinstance(spec, dict) else {}
+            spec.setdefault("condition", "service_started")
+            spec.setdefault("required", True)
 
 
 def _default_build(service: dict) -> None:

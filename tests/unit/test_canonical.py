@@ -208,9 +208,9 @@ def _locate(path):
                 }
             },
             "depends_on",
-            {
-                "db": {"condition": "service_healthy", "required": True},
-                "cache": {"condition": "service_started", "required": False, "restart": True},
+            {  # map entries stay as written; normalize fills the defaults after the merge
+                "db": {"condition": "service_healthy"},
+                "cache": {"required": False, "restart": True},
             },
         ),
         ({"networks": ["front", "back"]}, "networks", {"front": None, "back": None}),

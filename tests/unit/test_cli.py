@@ -218,3 +218,19 @@ def test_literal_dollar_is_escaped_in_output(project, capsys):
     code, out, _ = run(capsys, "config", "--format", "json")
     assert code == 0 and out.endswith("}\n")
     assert json.loads(out)["services"]["web"]["command"] == ["echo", "$$HOME"]
+
+
+def test_override_keeps_required_false_of_the_base(project, capsys):
+    (project / "compose.yaml").write_text(
+        "services:\n  web:\n    image: nginx\n    depends_on:\n"
+        "      db: {condition: service_started, required: false}\n"
+        "  db:\n    image: postgres\n"
+    )
+    (project / "compose.override.yaml").write_text(
+        "services:\n  web:\n    depends_on:\n      db: {condition: service_healthy}\n"
+    )
+    code, out, err = run(capsys, "config", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["services"]["web"]["depends_on"] == {
+        "db": {"condition": "service_healthy", "required": False}
+    }

@@ -225,3 +225,18 @@ def test_device_requests_default_to_all():
     assert gpu["gpus"] == [{"driver": "nvidia", "count": -1}]
     devices = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert devices == [{"capabilities": ["gpu"], "count": -1}, {"device_ids": ["0"]}, {"count": -1}]
+
+
+def test_dependency_defaults_filled_after_merge():
+    data = {
+        "services": {
+            "web": {"image": "x", "depends_on": {"db": {"condition": "service_healthy"}, "q": None}},
+            "db": {"image": "y"},
+            "q": {"image": "z"},
+        }
+    }
+    deps = run(data)["services"]["web"]["depends_on"]
+    assert deps == {
+        "db": {"condition": "service_healthy", "required": True},
+        "q": {"condition": "service_started", "required": True},
+    }
