@@ -159,8 +159,10 @@ class _Builder:
 
     def sequence(self, node: yaml.SequenceNode, path: Path) -> list[Any]:
         out = []
-        for index, item in enumerate(node.value):
-            item_path = (*path, index)
+        for item in node.value:
+            if item.tag == "!reset":  # a reset list item is simply not there
+                continue
+            item_path = (*path, len(out))
             self.marks[item_path] = (item.start_mark.line + 1, item.start_mark.column + 1)
             out.append(self.build(item, item_path))
         return out

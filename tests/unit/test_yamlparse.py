@@ -129,3 +129,9 @@ def test_locate_falls_back_to_nearest_ancestor():
 def test_keys_are_strings():
     (doc,) = parse_yaml("labels:\n  8080: a\n  true: b\n", "f.yaml")
     assert doc.data == {"labels": {"8080": "a", "true": "b"}}
+
+
+def test_reset_list_item_is_dropped():
+    (doc,) = parse_yaml('ports:\n  - !reset "80:80"\n  - "443:443"\n', "o.yaml")
+    assert doc.data == {"ports": ["443:443"]}
+    assert doc.marks[("ports", 0)] == (3, 5)
