@@ -7,11 +7,12 @@ Per file (and per YAML document in it):
  1. `yamlparse.parse_yaml`      text -> ParsedDocument(data, marks, tags); YAML 1.2 scalars, `<<`,
                                  duplicate keys rejected, `!reset` / `!override` recorded in `tags`.
  2. `interpolate.interpolate`   `${VAR...}` in values (never keys), then cast by path (ints, bools).
- 3. `include.apply_include`     loads each included project and adds its resources (pipeline-driven).
- 4. `schema.validate`           the Compose JSON Schema (`schemas/compose-spec.json`).
- 5. `canonical.canonicalize`    short syntax -> long syntax (see CANONICAL FORM below). Errors in short
+ 3. `schema.validate`           the Compose JSON Schema (`schemas/compose-spec.json`); override files
+                                 and `extends` sources are not required to be complete.
+ 4. `canonical.canonicalize`    short syntax -> long syntax (see CANONICAL FORM below). Errors in short
                                  syntax (ports, volumes, durations, byte sizes) are raised here, where the
-                                 file position is still exact.
+                                 file position is still exact. Zero-value booleans are dropped.
+ 5. `pipeline._Loader.apply_include`  loads each included project and adds its resources.
  6. `extends.apply_extends`     resolves `extends` (same file, other files, chains, cycles).
  7. `merge.merge_documents`     folds the file into what came before (Compose merge rules, !reset/!override).
 After all files:
@@ -37,15 +38,19 @@ so every value here is already in the form docker compose prints it):
                           read_only?: bool, bind?: {create_host_path?: bool, propagation?, selinux?,
                           recursive?}, volume?: {nocopy?, subpath?, labels?}, tmpfs?: {size?: str, mode?},
                           image?: {subpath?}, consistency?}. Short `./a:/b` -> type bind with
-                          bind: {create_host_path: true}; `name:/b` -> type volume with volume: {};
-                          `/b` -> {type: volume, target: /b}.
+                          bind: {create_host_path: true}; `name:/b` and `/b` -> type volume with
+                          volume: {}.
 - environment, labels, annotations, sysctls, build.args, build.labels, deploy.labels,
   networks.*.labels, volumes.*.labels, ...: dict[str, str | None] (numbers/bools stringified).
 - extra_hosts              list of "host=ip" str.
 - command, entrypoint      list[str] (a string is shell-split); healthcheck.test list[str]
                           ("CMD-SHELL" prepended to a string).
 - durations               Go style str ("1m30s", "500ms"); byte sizes: str of the integer ("52428800").
-- depends_on              {svc: {condition: str, required: bool, restart?: bool}}.
+- depends_on              {svc: {condition: str, required: bool, restart?: true}}; a list becomes
+                          this at stage 4, map entries get their defaults in normalize (after the merge).
+- booleans                `false` is left out (docker compose's omitempty) except where it means
+                          something: depends_on.*.required, init, attach, env_file.*.required,
+                          bind.create_host_path, enable_ipv4/ipv6.
 - services.*.networks     {name: None | {aliases?: [str], ipv4_address?, ...}}.
 - services.*.secrets/configs  list of {source: str, target?: str, uid?: str, gid?: str, mode?: str|int}.
 - build                   dict (a string becomes {context: str}).
