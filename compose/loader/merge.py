@@ -395,17 +395,11 @@ _UNIQUE: list[tuple[tuple[str, ...], Indexer]] = [
             "services.*.networks.*.link_local_ips",
             "services.*.profiles",
             "services.*.tmpfs",
-            # key/value lists, should a non-canonical one reach us
-            "services.*.annotations",
-            "services.*.build.args",
-            "services.*.build.labels",
-            "services.*.deploy.labels",
-            "services.*.environment",
-            "services.*.labels",
-            "services.*.sysctls",
-            "networks.*.labels",
         )
     ),
+    # key/value maps arrive as mappings from canonical; as lists (--no-interpolate keeps some raw) they
+    # are unique by value
+    *((_parse(p), _by_value) for p in _KEY_VALUE_MAPS),
 ]
 
 
