@@ -215,7 +215,7 @@ class _Loader:
         for index, document in enumerate(documents):
             data = self.prepare(document, env, complete=index == 0)
             data.pop("name", None)
-            data = self.apply_include(data, document.filename, env)
+            data = self.apply_include(data, env, document.locate)
             data = apply_extends(
                 data,
                 filename=document.filename,
@@ -227,12 +227,19 @@ class _Loader:
             merged = merge_documents(merged, data, tags=document.tags, locate=document.locate)
         return merged
 
-    def apply_include(self, data: dict[str, Any], filename: str, env: Mapping[str, str]) -> dict[str, Any]:
-        """Load each `include` entry as its own project and add its resources; conflicts are errors."""
+    def apply_include(
+        self, data: dict[str, Any], env: Mapping[str, str], locate: Callable[[Path], Location]
+    ) -> dict[str, Any]:
+        """Load each `include` entry as its own project and add its resources; conflicts are errors.
+
+        As in docker compose, include paths, `project_directory` and `env_file` are relative to the
+        including project's directory, and the including project's environment wins over the
+        included `env_file` values.
+        """
         entries = data.pop("include", None) or []
         if not entries:
             return data
-        base_dir = FsPath(filename).parent if filename != discovery.STDIN else FsPath.cwd()
+        base_dir = FsPath(self.working_dir)
         for index, entry in enumerate(entries):
             entry_path: Path = ("include", index)
             if isinstance(entry, str):
@@ -243,13 +250,13 @@ class _Loader:
             for item in files:
                 if not os.path.isfile(item):
                     raise IncludeError(
-                        f"included file {item} not found", path=entry_path, location=self.locator(entry_path)
+                        f"included file {item} not found", path=entry_path, location=locate(entry_path)
                     )
                 if os.path.normpath(item) in self.stack:
                     raise IncludeError(
                         "include cycle: " + " -> ".join([*self.stack, item]),
                         path=entry_path,
-                        location=self.locator(entry_path),
+                        location=locate(entry_path),
                     )
             project_dir = entry.get("project_directory")
             project_dir = FsPath(base_dir / project_dir if project_dir else FsPath(files[0]).parent)
@@ -260,8 +267,7 @@ class _Loader:
             )
             from compose.loader.dotenv import build_project_environment
 
-            process_env = {k: v for k, v in env.items()}
-            sub_env = build_project_environment(process_env, env_files)
+            sub_env = build_project_environment(env, env_files)
             nested = _Loader(
                 self.settings,
                 self.warn,
@@ -285,10 +291,9 @@ class _Loader:
                     if existing is not None and existing != value:
                         where = (section, key)
                         raise IncludeError(
-                            f"{section[:-1]} {key!r} from included file {files[0]} conflicts with "
-                            f"one defined in {filename}",
+                            f"conflicts with imported resource from {files[0]}",
                             path=where,
-                            location=self.locator(where),
+                            location=locate(where),
                         )
                     data.setdefault(section, {})[key] = value
         return data
