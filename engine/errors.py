@@ -1,0 +1,75 @@
+"""The one exception family of the engine half.
+
+Every failure the runtime reports is an `EngineError` naming what it was working on (`subject`: an image
+reference, a layer digest, a registry) and why. Only the CLI turns it into text and an exit code.
+"""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Root of every error the engine raises."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, subject: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.subject = subject
+
+    def __str__(self) -> str:
+        return f"{self.subject}: {self.message}" if self.subject else self.message
+
+
+class StateError(EngineError):
+    """The state root or its database cannot be used (permissions, newer schema, corruption)."""
+
+
+class LockTimeout(StateError):
+    """Another pycompose process held a lock for too long."""
+
+
+class ImageNotFound(EngineError):
+    """No image with that reference or id in the store (or on the registry)."""
+
+
+class InvalidReference(EngineError):
+    """An image reference that does not parse (`Nginx`, `a:b:c`, a bad digest)."""
+
+
+class ImageInUse(EngineError):
+    """Removing the image would break something that uses it (another tag, a container)."""
+
+
+class ArchiveError(EngineError):
+    """A tarball (import, load) is corrupt, truncated or not the format it claims."""
+
+
+class UnsafeLayerError(ArchiveError):
+    """A layer tries to write outside its own directory (absolute path, `..`, link escape)."""
+
+
+class DigestMismatch(EngineError):
+    """Content does not hash to the digest it was announced with."""
+
+
+class RegistryError(EngineError):
+    """The registry answered with an error (or not the protocol we speak)."""
+
+
+class RegistryUnreachable(RegistryError):
+    """No connection to the registry (DNS, refused, TLS, timeout)."""
+
+
+class AuthenticationError(RegistryError):
+    """The registry refused our credentials (or asked for some we do not have)."""
+
+
+class DiskFullError(EngineError):
+    """No space left while writing to the state root; nothing half-written was kept."""
+
+
+class Cancelled(EngineError):
+    """The user interrupted the operation; nothing partial was kept."""
+
+    exit_code = 130
