@@ -14,11 +14,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse, dispatch, and turn every ComposeError into a message on stderr and an exit code."""
     from compose.cli.context import CliContext
     from compose.errors import ComposeError
+    from engine.errors import EngineError
 
     context = CliContext()
     try:
         return _dispatch(list(sys.argv[1:] if argv is None else argv), context)
-    except ComposeError as exc:
+    except (ComposeError, EngineError) as exc:
         context.stderr.write(f"{exc}\n")
         return exc.exit_code
     except KeyboardInterrupt:

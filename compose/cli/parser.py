@@ -112,6 +112,11 @@ def build_parser() -> ArgumentParser:
         "--parallel", type=int, default=-1, metavar="N", help="maximum parallelism, -1 for unlimited"
     )
     parser.add_argument("--dry-run", action="store_true", help="execute command in dry run mode")
+    parser.add_argument(
+        "--root",
+        metavar="DIR",
+        help="state root of the engine (default: $PYCOMPOSE_ROOT or /var/lib/pycompose)",
+    )
     parser.add_argument("-v", "--version", action="store_true", help="show the pycompose version and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     config.add_parser(subparsers)
