@@ -1,0 +1,271 @@
+"""The state database: SQLite in WAL mode, one connection per thread, versioned schema.
+
+WAL lets readers run while one writer commits; `BEGIN IMMEDIATE` takes the write lock up front so two
+processes never both read-then-write and deadlock on the upgrade; `busy_timeout` makes the second writer
+wait instead of failing. The schema is described in LAYOUT.md; change it only by appending a migration.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from engine.errors import DiskFullError, StateError
+
+DEFAULT_BUSY_TIMEOUT = 30.0
+Params = Sequence[Any] | dict[str, Any]
+
+_SCHEMA_V1 = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE blobs (
+        digest TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        media_type TEXT,
+        created TEXT NOT NULL)""",
+    """CREATE TABLE layers (
+        chain_id TEXT PRIMARY KEY,
+        diff_id TEXT NOT NULL,
+        parent TEXT NULL REFERENCES layers (chain_id),
+        blob_digest TEXT NULL,
+        size INTEGER NOT NULL,
+        created TEXT NOT NULL)""",
+    "CREATE INDEX layers_parent ON layers (parent)",
+    """CREATE TABLE images (
+        id TEXT PRIMARY KEY,
+        manifest_digest TEXT NOT NULL,
+        manifest_media_type TEXT NOT NULL,
+        index_digest TEXT NULL,
+        created TEXT,
+        size INTEGER NOT NULL,
+        os TEXT NOT NULL,
+        architecture TEXT NOT NULL,
+        variant TEXT NULL,
+        added TEXT NOT NULL)""",
+    """CREATE TABLE image_layers (
+        image_id TEXT NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        chain_id TEXT NOT NULL REFERENCES layers (chain_id),
+        PRIMARY KEY (image_id, position))""",
+    "CREATE INDEX image_layers_chain ON image_layers (chain_id)",
+    """CREATE TABLE image_blobs (
+        image_id TEXT NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+        digest TEXT NOT NULL,
+        PRIMARY KEY (image_id, digest))""",
+    "CREATE INDEX image_blobs_digest ON image_blobs (digest)",
+    """CREATE TABLE tags (
+        name TEXT PRIMARY KEY,
+        image_id TEXT NOT NULL REFERENCES images (id))""",
+    "CREATE INDEX tags_image ON tags (image_id)",
+    """CREATE TABLE repo_digests (
+        name TEXT PRIMARY KEY,
+        image_id TEXT NOT NULL REFERENCES images (id) ON DELETE CASCADE)""",
+    "CREATE INDEX repo_digests_image ON repo_digests (image_id)",
+)
+
+
+def _migrate_to_v1(conn: sqlite3.Connection) -> None:
+    """The image store: blobs, shared layers, images, tags and repo digests."""
+    for statement in _SCHEMA_V1:
+        conn.execute(statement)
+
+
+# Append only: MIGRATIONS[n] takes a database from version n to n + 1. Never edit a released step.
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_to_v1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class Database:
+    """The state database at `path`; safe to share between threads (each gets its own connection)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        migrations: Sequence[Callable[[sqlite3.Connection], None]] = MIGRATIONS,
+    ) -> None:
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+        self._migrations = tuple(migrations)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._enable_wal()
+        self._migrate()
+
+    # -- connections -------------------------------------------------------------------------------
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection (a fresh one after fork: SQLite handles must not cross a fork)."""
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            local.conn = self._connect()
+            local.pid = os.getpid()
+            local.depth = 0
+        return local.conn
+
+    def _connect(self) -> sqlite3.Connection:
+        with _translated(self.path):
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            # FULL: a commit survives power loss, so rows never outlive the files they were written after.
+            conn.execute("PRAGMA synchronous = FULL")
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close every connection this process opened (call once, when no thread uses the database)."""
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            conn.close()
+        self._local = threading.local()
+
+    # -- statements --------------------------------------------------------------------------------
+
+    def execute(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
+        """One statement; outside a transaction it commits on its own."""
+        with _translated(self.path):
+            return self.connection().execute(sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Params]) -> sqlite3.Cursor:
+        with _translated(self.path):
+            return self.connection().executemany(sql, rows)
+
+    def query(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        """All rows; a Row reads like a tuple and like a mapping (`dict(row)` for a plain dict)."""
+        with _translated(self.path):
+            return self.connection().execute(sql, params).fetchall()
+
+    def query_one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        with _translated(self.path):
+            return self.connection().execute(sql, params).fetchone()
+
+    def scalar(self, sql: str, params: Params = ()) -> Any:
+        """The first column of the first row, or None."""
+        row = self.query_one(sql, params)
+        return None if row is None else row[0]
+
+    # -- transactions ------------------------------------------------------------------------------
+
+    @property
+    def in_transaction(self) -> bool:
+        return getattr(self._local, "pid", None) == os.getpid() and self._local.depth > 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All or nothing: commit when the block ends, roll back on any exception (Ctrl-C included).
+
+        Nested blocks become savepoints: an inner failure that the outer block catches undoes only the
+        inner block's work.
+        """
+        conn = self.connection()
+        if self._local.depth == 0:
+            with self._outer(conn):
+                yield conn
+        else:
+            with self._savepoint(conn):
+                yield conn
+
+    @contextmanager
+    def _outer(self, conn: sqlite3.Connection) -> Iterator[None]:
+        with _translated(self.path):
+            conn.execute("BEGIN IMMEDIATE")
+        self._local.depth = 1
+        try:
+            yield
+            with _translated(self.path):
+                conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            self._local.depth = 0
+
+    @contextmanager
+    def _savepoint(self, conn: sqlite3.Connection) -> Iterator[None]:
+        name = f"sp{self._local.depth}"
+        conn.execute(f"SAVEPOINT {name}")
+        self._local.depth += 1
+        try:
+            yield
+        except BaseException:
+            conn.execute(f"ROLLBACK TO {name}")
+            raise
+        finally:
+            self._local.depth -= 1
+            conn.execute(f"RELEASE {name}")
+
+    # -- schema ------------------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        """The version recorded in `meta` (0 for a brand-new database)."""
+        if self.scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'") == 0:
+            return 0
+        value = self.scalar("SELECT value FROM meta WHERE key = 'schema_version'")
+        try:
+            return int(value or 0)
+        except ValueError:
+            raise StateError(f"schema_version {value!r} is not a number", subject=str(self.path)) from None
+
+    def _enable_wal(self) -> None:
+        mode = self.scalar("PRAGMA journal_mode = WAL")
+        if str(mode).lower() != "wal":
+            raise StateError(f"database cannot use WAL journaling (got {mode!r})", subject=str(self.path))
+
+    def _migrate(self) -> None:
+        """Bring the schema up to date; refuse a database written by a newer pycompose."""
+        known = len(self._migrations)
+        if self._check_version(self.schema_version(), known) == known:
+            return
+        with self.transaction() as conn:  # re-read under the write lock: another process may have migrated
+            found = self._check_version(self.schema_version(), known)
+            for version in range(found, known):
+                self._migrations[version](conn)
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (str(version + 1),),
+                )
+
+    def _check_version(self, found: int, known: int) -> int:
+        if found > known:
+            raise StateError(
+                f"database schema version {found} is newer than this pycompose supports ({known});"
+                " use a newer pycompose",
+                subject=str(self.path),
+            )
+        return found
+
+
+@contextmanager
+def _translated(path: Path) -> Iterator[None]:
+    """SQLite failures that are about the state root, not our SQL, become StateError/DiskFullError."""
+    try:
+        yield
+    except sqlite3.IntegrityError:
+        raise  # a constraint the caller violated: its own logic decides what that means
+    except sqlite3.DatabaseError as exc:
+        text = str(exc)
+        lowered = text.lower()
+        if "full" in lowered:
+            raise DiskFullError(f"no space left for the state database ({text})", subject=str(path)) from exc
+        if "locked" in lowered or "busy" in lowered:
+            message = f"database stayed busy ({text}); another pycompose holds it"
+            raise StateError(message, subject=str(path)) from exc
+        if "not a database" in lowered or "malformed" in lowered:
+            raise StateError(f"database is corrupt ({text})", subject=str(path)) from exc
+        if "unable to open" in lowered or "readonly" in lowered:
+            raise StateError(f"cannot open the state database ({text})", subject=str(path)) from exc
+        raise
