@@ -1,0 +1,209 @@
+"""The one door from the Compose half into the engine.
+
+`compose/` never opens the state database, the store or a registry connection itself: it opens an `Engine`
+on a state root and calls these typed operations. Nothing here knows about services or projects; each
+method delegates to the module that owns the work (store, archive, registry) and adds no policy of its own,
+so the CLI and later the executor see one small, stable surface.
+
+Imports are lazy: opening the engine for `image ls` must not pay for httpx or zstandard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, BinaryIO
+
+from engine.errors import ImageNotFound
+
+if TYPE_CHECKING:
+    from engine.images.store import ImageStore, PruneReport, RemoveReport
+    from engine.images.types import Image, Platform
+    from engine.state.root import StateRoot
+
+ARCHIVE_FORMATS = ("docker", "oci")
+_ADDED_BY_TAG = (
+    "SELECT images.added AS pulled FROM tags JOIN images ON images.id = tags.image_id WHERE tags.name = ?"
+)
+_UPSERT_PULL = (
+    "INSERT INTO pulls(name, pulled) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET pulled = excluded.pulled"
+)
+
+
+class Engine:
+    """The engine on one state root. Open with `Engine.open()`; usable as a context manager."""
+
+    def __init__(self, root: StateRoot) -> None:
+        self.root = root
+        self._store: ImageStore | None = None
+        self._registry = None
+
+    @classmethod
+    def open(cls, root: str | None = None) -> Engine:
+        """Open (creating, repairing) the state root: `root`, else $PYCOMPOSE_ROOT, else the default."""
+        from engine.state.root import StateRoot, resolve_root
+
+        return cls(StateRoot.open(resolve_root(root)))
+
+    def close(self) -> None:
+        """Release connections; the state on disk is already consistent after every call."""
+        if self._registry is not None and hasattr(self._registry, "close"):
+            self._registry.close()
+        self._registry = None
+        close = getattr(self.root, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def store(self) -> ImageStore:
+        if self._store is None:
+            from engine.images.store import ImageStore
+
+            self._store = ImageStore(self.root)
+        return self._store
+
+    def _registry_client(self):
+        if self._registry is None:
+            from engine.images.registry import RegistryClient
+
+            self._registry = RegistryClient()
+        return self._registry
+
+    # -- images in the store ------------------------------------------------------------------------------
+
+    def list_images(self) -> list[Image]:
+        return self.store.list_images()
+
+    def inspect_image(self, ref: str) -> Image:
+        """The image a reference, full id or unambiguous id prefix names; ImageNotFound otherwise."""
+        return self.store.resolve(ref)
+
+    def image_exists(self, ref: str) -> bool:
+        try:
+            self.store.resolve(ref)
+        except ImageNotFound:
+            return False
+        return True
+
+    def remove_image(self, ref: str, force: bool = False) -> RemoveReport:
+        """Docker semantics: a tag is untagged; the image goes when nothing names it (or with force)."""
+        return self.store.remove(ref, force=force)
+
+    def prune_images(self, all: bool = False) -> PruneReport:
+        """Remove dangling images (untagged), or with `all` every image nothing uses."""
+        return self.store.prune(all=all)
+
+    def tag_image(self, source: str, target: str) -> Image:
+        self.store.tag(source, target)
+        return self.store.resolve(target)
+
+    # -- offline ways in and out --------------------------------------------------------------------------
+
+    def import_image(
+        self,
+        stream: BinaryIO,
+        ref: str | None = None,
+        changes: Sequence[str] = (),
+        *,
+        message: str | None = None,
+        platform: str | Platform | None = None,
+    ) -> Image:
+        """A root filesystem tarball (plain, gzip or zstd) as a one-layer image, like `docker import`."""
+        return self.store.import_rootfs(
+            stream, ref, changes=tuple(changes), message=message, platform=_platform(platform)
+        )
+
+    def load_images(self, stream: BinaryIO) -> list[str]:
+        """Load a docker-archive or OCI layout tarball; returns the references (or ids) it brought."""
+        from engine.images.archive import load_archive
+
+        return load_archive(self.store, stream)
+
+    def save_images(self, refs: Sequence[str], out: BinaryIO, format: str = "docker") -> None:
+        """Write the images as one docker-archive (`docker load` accepts it) or OCI image layout."""
+        from engine.errors import ArchiveError
+        from engine.images.archive import save_archive
+
+        if format not in ARCHIVE_FORMATS:
+            wanted = ", ".join(ARCHIVE_FORMATS)
+            raise ArchiveError(f"unknown archive format (want one of {wanted})", subject=format)
+        for ref in refs:  # fail on an unknown name before writing a byte
+            self.store.resolve(ref)
+        save_archive(self.store, list(refs), out, format=format)
+
+    # -- registries -----------------------------------------------------------------------------------------
+
+    def pull_image(self, ref: str, platform: str | Platform | None = None, progress=None) -> Image:
+        """Pull from the reference's registry (platform: this machine unless given); records the pull time."""
+        image = self._registry_client().pull(self.store, ref, platform=_platform(platform), progress=progress)
+        self._record_pull(ref)
+        return image
+
+    def push_image(self, ref: str, progress=None) -> str:
+        """Push a stored image to the registry its reference names; returns the pushed manifest digest."""
+        self.store.resolve(ref)
+        return self._registry_client().push(self.store, ref, progress=progress)
+
+    def last_pulled(self, ref: str) -> datetime | None:
+        """When `ref` was last pulled (for pull_policy daily/weekly/every_<d>); None if never.
+
+        Uses the `pulls` table when the schema has one, else the time the tagged image entered the store.
+        """
+        name = _canonical(ref)
+        db = self.root.db
+        if _has_table(db, "pulls"):
+            row = db.query_one("SELECT pulled FROM pulls WHERE name = ?", (name,))
+        else:
+            row = db.query_one(_ADDED_BY_TAG, (name,))
+        value = _row_value(row, "pulled")
+        return _parse_time(value) if value else None
+
+    def _record_pull(self, ref: str) -> None:
+        db = self.root.db
+        if not _has_table(db, "pulls"):
+            return
+        now = datetime.now(UTC).isoformat()
+        with db.transaction():
+            db.execute(_UPSERT_PULL, (_canonical(ref), now))
+
+
+def _platform(value: str | Platform | None) -> Platform | None:
+    if value is None or not isinstance(value, str):
+        return value
+    from engine.images.manifest import parse_platform
+
+    return parse_platform(value)
+
+
+def _canonical(ref: str) -> str:
+    from engine.images.reference import parse_reference
+
+    return parse_reference(ref).canonical
+
+
+def _has_table(db, name: str) -> bool:
+    row = db.query_one("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+    return row is not None
+
+
+def _row_value(row, key: str):
+    if row is None:
+        return None
+    try:
+        return row[key]
+    except (KeyError, IndexError, TypeError):
+        return row[0]
+
+
+def _parse_time(value: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
