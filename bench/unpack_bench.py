@@ -1,0 +1,74 @@
+"""Time GNU `tar -xf` against our layer unpacker on the same tarball, interleaved, and print medians.
+
+Usage: python bench/unpack_bench.py TARBALL [--runs N] [--dir DIR]
+Each run extracts into a fresh directory under DIR (default /dev/shm, tmpfs, so the disk is not what is
+measured) and deletes it afterwards. tar runs as a subprocess (its start-up, about 1 ms, is included);
+ours runs in this process (Python start-up excluded: it is paid once per CLI command, not per layer) and
+includes the sha256 diff_id that tar does not compute. Runs alternate so machine noise hits both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from engine.images.unpack import open_layer, unpack_layer
+
+
+def time_tar(tarball: Path, base: Path) -> float:
+    dest = Path(tempfile.mkdtemp(dir=base, prefix="tar-"))
+    try:
+        start = time.perf_counter()
+        subprocess.run(["tar", "-xf", str(tarball), "-C", str(dest)], check=True)
+        return time.perf_counter() - start
+    finally:
+        shutil.rmtree(dest)
+
+
+def time_ours(tarball: Path, base: Path) -> float:
+    dest = Path(tempfile.mkdtemp(dir=base, prefix="ours-"))
+    try:
+        start = time.perf_counter()
+        with open_layer(tarball) as stream:
+            unpack_layer(stream, dest)
+        return time.perf_counter() - start
+    finally:
+        shutil.rmtree(dest)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("tarball", type=Path)
+    parser.add_argument("--runs", type=int, default=int(os.environ.get("RUNS", "11")))
+    parser.add_argument("--dir", type=Path, default=Path("/dev/shm"))
+    args = parser.parse_args()
+    size = args.tarball.stat().st_size
+    time_tar(args.tarball, args.dir)  # warm the page cache, both ways
+    time_ours(args.tarball, args.dir)
+    tar_times, our_times = [], []
+    for _ in range(args.runs):
+        tar_times.append(time_tar(args.tarball, args.dir))
+        our_times.append(time_ours(args.tarball, args.dir))
+    tar_med, our_med = statistics.median(tar_times), statistics.median(our_times)
+    mb = size / 1e6
+    print(f"tarball: {args.tarball} ({mb:.0f} MB), {args.runs} runs each into {args.dir}, medians")
+    for label, times in (("GNU tar -xf", tar_times), ("pycompose unpack", our_times)):
+        med = statistics.median(times)
+        print(f"{label:<20}{med * 1000:7.0f} ms {mb / med:6.0f} MB/s   (min {min(times) * 1000:.0f} ms)")
+    ratio = tar_med / our_med
+    verdict = "met" if ratio >= 0.7 else "NOT met"
+    print(f"throughput ratio (ours / tar): {ratio:.2f}   target >= 0.70: {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
