@@ -187,6 +187,9 @@ def parse_www_authenticate(value: str) -> list[Challenge]:
             i += 1  # a stray '=': skip it
             continue
         j = _skip(value, i, " \t")
+        if value[j : j + 2] == "==" or value[j:].rstrip() == "=":  # token68 (`abc123==`): no parameters
+            i = _skip(value, j, "=")
+            continue
         if j < len(value) and value[j] == "=" and current is not None:
             j = _skip(value, j + 1, " \t")
             if j < len(value) and value[j] == '"':
