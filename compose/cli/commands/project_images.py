@@ -115,7 +115,8 @@ def pull_decision(
         return True, ""
     if (now - last_pulled).total_seconds() >= interval:
         return True, ""
-    return False, f"Skipped - Image was pulled less than {policy.removeprefix('every_')} ago"
+    period = {"daily": "a day", "weekly": "a week"}.get(policy) or policy.removeprefix("every_")
+    return False, f"Skipped - Image was pulled less than {period} ago"
 
 
 # -- images -----------------------------------------------------------------------------------------------
