@@ -29,6 +29,7 @@ from engine.errors import (
     AuthenticationError,
     Cancelled,
     DigestMismatch,
+    EngineError,
     ImageNotFound,
     InvalidReference,
     RegistryError,
@@ -372,9 +373,14 @@ class RegistryClient:
         ref = _to_reference(ref)
         progress = progress or ProgressReporter()
         repo = self._repo(ref, ("pull",))
+        added = _AddedBlobs(store)
         try:
-            with store.lease():  # blobs fetched but not yet registered must survive a concurrent prune
-                return self._pull(store, ref, repo, _to_platform(platform), progress, cancel)
+            try:
+                with store.lease():  # blobs fetched but not yet registered must survive a concurrent prune
+                    return self._pull(added, ref, repo, _to_platform(platform), progress, cancel)
+            except BaseException:
+                added.undo()  # a failed pull leaves the store as it found it
+                raise
         except (KeyboardInterrupt, _Stop) as exc:
             raise Cancelled("pull cancelled; no partial blob was kept", subject=ref.canonical) from exc
 
@@ -735,6 +741,38 @@ class RegistryClient:
 
 
 # --- helpers ---------------------------------------------------------------------------------------
+
+
+class _AddedBlobs:
+    """The store, seen through one pull: remembers the blobs it added so a failure can take them back.
+
+    Everything but `write_blob` goes straight to the store; `undo` calls `ImageStore.remove_blob`, which
+    keeps any blob an image has come to use meanwhile.
+    """
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self.added: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def write_blob(self, content: Any, *, expected_digest: str | None = None, **options: Any) -> Any:
+        existed = expected_digest is not None and self._store.has_blob(expected_digest)
+        desc = self._store.write_blob(content, expected_digest=expected_digest, **options)
+        digest = getattr(desc, "digest", None) or expected_digest
+        if not existed and digest:
+            with self._lock:
+                self.added.append(digest)
+        return desc
+
+    def undo(self) -> None:
+        for digest in reversed(self.added):
+            try:
+                self._store.remove_blob(digest)
+            except EngineError:
+                pass  # best effort: an orphan blob is swept by `image prune`, never used half-written
 
 
 def _accept_headers() -> dict[str, str]:

@@ -280,6 +280,7 @@ class FakeStore:
         self.registered: list[dict[str, Any]] = []
         self.images: dict[str, Image] = {}
         self.writes_started = 0
+        self.removed: list[str] = []
 
     @contextmanager
     def lease(self) -> Iterator[None]:
@@ -306,6 +307,10 @@ class FakeStore:
 
     def read_blob(self, digest: str) -> bytes:
         return self.blobs[digest]
+
+    def remove_blob(self, digest: str) -> bool:
+        self.removed.append(digest)
+        return self.blobs.pop(digest, None) is not None
 
     def open_blob(self, digest: str) -> io.BytesIO:
         return io.BytesIO(self.blobs[digest])
@@ -572,16 +577,34 @@ def test_pull_skips_blobs_already_stored(registry: FakeRegistry, client: Registr
     assert "v1: Pulling from " in text and "Status: Downloaded newer image for" in text
 
 
-def test_corrupt_layer_is_detected_and_not_kept(registry: FakeRegistry, client: RegistryClient) -> None:
+def test_corrupt_layer_is_detected_and_not_kept(registry: FakeRegistry) -> None:
     data, _ = make_image(registry, "app", "amd64")
     registry.add_manifest("app", "v1", data, mf.OCI_MANIFEST)
-    bad = json.loads(data)["layers"][1]["digest"]
+    good, bad = (d["digest"] for d in json.loads(data)["layers"])
     registry.corrupt.add(bad)
     store = FakeStore()
-    with pytest.raises(DigestMismatch) as info:
-        client.pull(store, f"{registry.host}/app:v1")
+    with (
+        RegistryClient(auth=RegistryAuth({}), max_parallel=1) as rc,  # one at a time: good, then bad
+        pytest.raises(DigestMismatch) as info,
+    ):
+        rc.pull(store, f"{registry.host}/app:v1")
     assert f"blob {bad}" in str(info.value) and "corrupt" in str(info.value)
-    assert bad not in store.blobs and store.registered == []
+    assert store.blobs == {} and store.registered == []
+    assert store.removed == [good]  # the sound layer fetched before was taken back
+
+
+def test_failed_pull_keeps_blobs_that_were_there_before(
+    registry: FakeRegistry, client: RegistryClient
+) -> None:
+    data, _ = make_image(registry, "app", "amd64")
+    registry.add_manifest("app", "v1", data, mf.OCI_MANIFEST)
+    good, bad = (d["digest"] for d in json.loads(data)["layers"])
+    registry.corrupt.add(bad)
+    store = FakeStore()
+    store.blobs[good] = registry.blobs[good]
+    with pytest.raises(DigestMismatch):
+        client.pull(store, f"{registry.host}/app:v1")
+    assert set(store.blobs) == {good} and good not in store.removed
 
 
 def test_parallel_downloads_are_bounded(registry: FakeRegistry) -> None:
