@@ -23,15 +23,12 @@ PLANNED_COMMANDS = (
     "down",
     "events",
     "exec",
-    "images",
     "kill",
     "logs",
     "ls",
     "pause",
     "port",
     "ps",
-    "pull",
-    "push",
     "restart",
     "rm",
     "run",
@@ -58,7 +55,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def build_parser() -> ArgumentParser:
-    from compose.cli.commands import config, version
+    from compose.cli.commands import config, image, project_images, version
 
     parser = ArgumentParser(
         prog="pycompose",
@@ -120,6 +117,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("-v", "--version", action="store_true", help="show the pycompose version and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     config.add_parser(subparsers)
+    image.add_parser(subparsers)
+    project_images.add_parser(subparsers)
     version.add_parser(subparsers)
     for name in PLANNED_COMMANDS:
         planned = subparsers.add_parser(name, add_help=False, prefix_chars="\0")
