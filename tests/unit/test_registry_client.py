@@ -229,8 +229,8 @@ class _Handler(BaseHTTPRequestHandler):
             )
         data = reg.uploads[session]
         if self.command == "PATCH":
-            start = int(self.headers["Content-Range"].split("-")[0])
-            if start != len(data):
+            content_range = self.headers.get("Content-Range")  # absent: a streamed upload
+            if content_range is not None and int(content_range.split("-")[0]) != len(data):
                 return self._error(416, "BLOB_UPLOAD_INVALID", "bad range")
             data += body
             return self._send(202, b"", {"Location": f"/v2/{repo}/blobs/uploads/{session}?_state=y"})
@@ -710,6 +710,18 @@ def test_push_uploads_blobs_then_manifest(registry: FakeRegistry) -> None:
     assert f"The push refers to repository [{registry.host}/team/app]" in text
     assert f"2: digest: {digest} size: {len(data)}" in text
     assert f"{short_id(layers[0])}: Pushed" in text
+
+
+def test_push_streams_large_blobs_in_one_patch(registry: FakeRegistry, client: RegistryClient) -> None:
+    store = FakeStore()
+    ref = f"{registry.host}/team/big:1"
+    _, layers = local_image(store, ref, layers=1, size=5 * 1024 * 1024)  # above the single-PUT limit
+    client.push(store, ref)
+    (patch,) = registry.requests("PATCH", "/uploads/")
+    assert "Content-Range" not in patch.headers and len(patch.body) == 5 * 1024 * 1024
+    commits = [s for s in registry.requests("PUT", "/uploads/") if s.query["digest"] == [layers[0]]]
+    assert len(commits) == 1 and commits[0].body == b""
+    assert registry.blobs[layers[0]] == store.blobs[layers[0]]
 
 
 def test_push_skips_existing_and_mounts_from_other_repo(
