@@ -558,7 +558,7 @@ class RegistryClient:
     def _push(
         self, store: Any, ref: Reference, progress: ProgressReporter, cancel: threading.Event | None
     ) -> str:
-        from engine.images.manifest import parse_manifest
+        from engine.images.manifest import is_foreign_layer, parse_manifest
 
         image = store.resolve(ref.canonical)
         manifest_bytes = store.read_blob(image.manifest_digest)
@@ -566,7 +566,8 @@ class RegistryClient:
         repo = self._repo(ref, ("pull", "push"))
         progress.status(f"The push refers to repository [{ref.name}]")
         sources = _mount_sources(store, ref)
-        layers = list(reversed(tuple(manifest.layers)))  # docker lists the top layer first
+        # docker lists the top layer first; foreign/nondistributable layers are never pushed (OCI spec)
+        layers = [d for d in reversed(tuple(manifest.layers)) if not is_foreign_layer(d.media_type)]
         jobs = [
             self._upload_job(store, repo, desc, sources.get(desc.digest, ()), progress)
             for desc in _unique(layers)

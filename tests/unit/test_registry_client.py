@@ -26,7 +26,7 @@ import pytest
 from engine.errors import Cancelled, DigestMismatch, ImageNotFound, RegistryError, RegistryUnreachable
 from engine.images import manifest as mf
 from engine.images.auth import RegistryAuth
-from engine.images.progress import PlainProgress, ProgressReporter, short_id
+from engine.images.progress import PlainProgress, ProgressReporter, RichProgress, human_size, short_id
 from engine.images.registry import RegistryClient, insecure_from_env, is_plain_http
 from engine.images.types import Image, Layer, Platform
 
@@ -750,3 +750,66 @@ def test_push_skips_existing_and_mounts_from_other_repo(
 def test_push_needs_a_tag(registry: FakeRegistry, client: RegistryClient) -> None:
     with pytest.raises(Exception, match="tag"):
         client.push(FakeStore(), f"{registry.host}/app@sha256:{'b' * 64}")
+
+
+def test_push_leaves_foreign_layers_out(registry: FakeRegistry, client: RegistryClient) -> None:
+    store = FakeStore()
+    ref = f"{registry.host}/win/app:1"
+    data, layers = local_image(store, ref, layers=2)
+    manifest = json.loads(data)
+    manifest["layers"][0]["mediaType"] = mf.DOCKER_FOREIGN_LAYER_GZIP
+    data = json.dumps(manifest).encode()
+    store.blobs[sha(data)] = data
+    store.images.clear()
+    store.add_image(data, mf.DOCKER_MANIFEST, (ref,))
+    client.push(store, ref)
+    assert layers[0] not in registry.blobs and layers[1] in registry.blobs
+    assert not [s for s in registry.seen if layers[0] in s.path]
+
+
+# --- progress --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [(0, "0B"), (999, "999B"), (1000, "1kB"), (12_345_678, "12.3MB"), (40_000_000, "40MB"), (1.5e9, "1.5GB")],
+)
+def test_sizes_shown_like_docker(size: float, text: str) -> None:
+    assert human_size(size) == text
+
+
+def test_plain_progress_is_one_line_per_event() -> None:
+    out = io.StringIO()
+    progress = PlainProgress(out)
+    progress.status("v1: Pulling from team/app")
+    progress.layer_started("a1b2c3d4e5f6", "Downloading", 40_000_000)
+    progress.layer_advanced("a1b2c3d4e5f6", 1_000_000)  # bytes are not logged line by line
+    progress.layer_done("a1b2c3d4e5f6", "Pull complete")
+    assert out.getvalue().splitlines() == [
+        "v1: Pulling from team/app",
+        "a1b2c3d4e5f6: Downloading 40MB",
+        "a1b2c3d4e5f6: Pull complete",
+    ]
+
+
+def test_rich_progress_draws_one_line_per_layer() -> None:
+    from rich.console import Console
+
+    out = io.StringIO()
+    progress = RichProgress(Console(file=out, force_terminal=True, width=120, color_system=None))
+    progress.status("latest: Pulling from library/nginx")
+    progress.layer_done("aaaaaaaaaaaa", "Already exists")
+    progress.layer_started("bbbbbbbbbbbb", "Downloading", 40_000_000)
+    progress.layer_advanced("bbbbbbbbbbbb", 12_300_000)
+    progress.layer_started("bbbbbbbbbbbb", "Downloading", 40_000_000)  # a retry starts the count again
+    progress.layer_advanced("bbbbbbbbbbbb", 12_300_000)
+    progress.layer_done("aaaaaaaaaaaa", "Already exists")
+    progress.close()
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())
+    assert "latest: Pulling from library/nginx" in text
+    assert "bbbbbbbbbbbb: Downloading [" in text and "]  12.3MB/40MB" in text
+    final = text.replace("\r", "\n").splitlines()[-2:]
+    assert final == [
+        "aaaaaaaaaaaa: Already exists",
+        "bbbbbbbbbbbb: Downloading [" + "=" * 15 + ">" + " " * 34 + "]  12.3MB/40MB",
+    ]
