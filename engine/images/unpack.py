@@ -13,6 +13,11 @@ targets obey the same rules and must already exist in the layer. Symlink *target
 (absolute ones included): they are interpreted inside the container, never followed here. Because only
 this process writes into `dest` while we unpack, the set of directories we verified stays true.
 
+Speed: a reader thread reads (and decompresses) the stream in 1 MiB chunks and hashes them; sha256,
+zlib and zstd release the GIL, so the diff_id costs the extracting thread nothing on a second core. File
+data is written straight from those chunks (memoryview slices, no copies); a header costs a struct unpack,
+an Adler-32 checksum test and a few `*at` calls.
+
 Caller contract: `dest` is a private, empty staging directory. On any error the unpack stops and leaves
 whatever it wrote; the caller deletes the staging directory and only renames it into place on success.
 
@@ -33,7 +38,9 @@ import os
 import queue
 import shutil
 import stat
+import struct
 import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +93,8 @@ def detect_compression(head: bytes) -> str:
     """Name the compression of a stream from its first bytes: gzip, zstd, bzip2, xz or none."""
     if head.startswith(_GZIP_MAGIC):
         return "gzip"
-    if head.startswith(_ZSTD_MAGIC) or (len(head) >= 4 and head[1:4] == b"\x2a\x4d\x18" and head[0] >= 0x50):
+    skippable = len(head) >= 4 and head[1:4] == b"\x2a\x4d\x18" and 0x50 <= head[0] <= 0x5F
+    if head.startswith(_ZSTD_MAGIC) or skippable:
         return "zstd"  # a zstd frame, or a skippable frame (0x184D2A5?) that zstd readers pass over
     if head.startswith(_BZIP2_MAGIC):
         return "bzip2"
@@ -401,16 +409,25 @@ class _Member:
 
     __slots__ = ("dev", "gid", "link", "mode", "mtime_ns", "name", "size", "type", "uid", "xattrs")
 
-    name: bytes
-    type: int
-    mode: int
-    uid: int
-    gid: int
-    size: int
-    mtime_ns: int
-    link: bytes
-    dev: tuple[int, int]
-    xattrs: dict[str, bytes] | None
+    def __init__(
+        self, name: bytes, kind: int, mode: int, uid: int, gid: int, size: int, mtime_ns: int, link: bytes
+    ) -> None:
+        self.name = name
+        self.type = kind
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.size = size
+        self.mtime_ns = mtime_ns
+        self.link = link
+        self.dev: tuple[int, int] = (0, 0)
+        self.xattrs: dict[str, bytes] | None = None
+
+
+# name, mode, uid, gid, size, mtime, chksum, typeflag, linkname, magic+version, (uname, gname),
+# devmajor, devminor, prefix (ustar only; GNU keeps other fields there)
+_HEADER = struct.Struct("100s8s8s8s12s12s8sB100s8s64x8s8s155s12x")
+_USTAR = b"ustar\x0000"
 
 
 _REG, _AREG, _CONT = ord("0"), 0, ord("7")  # regular file: "0", NUL (old tar), "7" (contiguous)
@@ -440,17 +457,20 @@ def _number(field: bytes) -> int:
         raise ArchiveError(f"bad number {field!r} in tar header") from None
 
 
-def _checksum_ok(block: bytes) -> bool:
-    stored = _number(block[148:156])
-    unsigned = sum(block) - sum(block[148:156]) + 8 * 32
-    if stored == unsigned:
+def _checksum_ok(block: bytes, stored: int) -> bool:
+    """The header checksum: the byte sum with the checksum field read as spaces (signed for old tars).
+
+    Adler-32's low half is 1 + the byte sum mod 65521, computed in C: comparing modulo 65521 costs
+    nanoseconds, where summing 512 bytes in Python costs microseconds per member. Headers whose sum
+    differs by a multiple of 65521 are accepted; the checksum is a sanity check, digests guard content.
+    """
+    field = block[148:156]
+    unsigned = (zlib.adler32(block) & 0xFFFF) - 1 - sum(field) + 8 * 32
+    if (stored - unsigned) % 65521 == 0:
         return True
-    signed = (
-        unsigned
-        - 256 * sum(1 for b in block if b >= 0x80)
-        + 256 * sum(1 for b in block[148:156] if b >= 0x80)
-    )
-    return stored == signed
+    exact = sum(block) - sum(field) + 8 * 32
+    signed = exact - 256 * (sum(1 for b in block if b >= 0x80) - sum(1 for b in field if b >= 0x80))
+    return stored in (exact, signed)
 
 
 def _parse_pax(data: bytes, into: dict[bytes, bytes]) -> None:
@@ -531,14 +551,17 @@ def _members(blocks: _Blocks):
     pax: dict[bytes, bytes] = {}
     long_name: bytes | None = None
     long_link: bytes | None = None
+    unpack_header = _HEADER.unpack
     while True:
         block = blocks.block()
         if block is None or block == _ZERO_BLOCK:
             return
-        if not _checksum_ok(block):
+        name, mode, uid, gid, size, mtime, chksum, kind, link, magic, major, minor, prefix = unpack_header(
+            block
+        )
+        if not _checksum_ok(block, _number(chksum)):
             raise ArchiveError(f"bad tar header checksum at byte {blocks.offset + blocks.pos - _BLOCK}")
-        kind = block[156]
-        size = _number(block[124:136])
+        size = _number(size)
         if kind in (_PAX, _PAX_GLOBAL, _GNU_LONGNAME, _GNU_LONGLINK):
             if size > _MAX_META:
                 raise ArchiveError(f"tar meta header of {size} bytes is too large")
@@ -552,28 +575,26 @@ def _members(blocks: _Blocks):
             else:
                 long_link = _cstr(data)
             continue
-        member = _Member()
-        name = _cstr(block[0:100])
-        if block[257:263] == b"ustar\x00":  # POSIX ustar: a prefix field extends the name
-            prefix = _cstr(block[345:500])
-            if prefix:
-                name = prefix + b"/" + name
-        member.name = long_name if long_name is not None else name
-        member.link = long_link if long_link is not None else _cstr(block[157:257])
-        member.type = kind
-        member.mode = _number(block[100:108])
-        member.uid = _number(block[108:116])
-        member.gid = _number(block[116:124])
-        member.size = size
-        member.mtime_ns = _number(block[136:148]) * 1_000_000_000
-        member.dev = (_number(block[329:337]), _number(block[337:345])) if kind in (_CHR, _BLK) else (0, 0)
-        member.xattrs = None
+        if long_name is not None:
+            name, long_name = long_name, None
+        else:
+            name = _cstr(name)
+            if magic == _USTAR and prefix[0]:  # POSIX ustar: the prefix field extends the name
+                name = _cstr(prefix) + b"/" + name
+        if long_link is not None:
+            link, long_link = long_link, None
+        else:
+            link = _cstr(link)
+        member = _Member(
+            name, kind, _number(mode), _number(uid), _number(gid), size, _number(mtime) * 1_000_000_000, link
+        )
+        if kind in (_CHR, _BLK):
+            member.dev = (_number(major), _number(minor))
         if global_pax:
             _apply_pax(member, global_pax)
         if pax:
             _apply_pax(member, pax)
             pax = {}
-        long_name = long_link = None
         if kind in (_GNU_SPARSE, _GNU_MULTI) or kind == ord("N"):
             raise ArchiveError(f"unsupported tar member type {chr(kind)!r}", subject=_show(member.name))
         if kind in _NO_DATA:
@@ -596,8 +617,9 @@ def normalise_name(name: bytes) -> bytes:
     """
     if name.startswith(b"/"):
         raise UnsafeLayerError("absolute path in layer", subject=_show(name))
-    if b"." not in name and b"//" not in name:
-        return name.rstrip(b"/")  # fast path: nothing to normalise
+    rel = name[2:] if name.startswith(b"./") else name
+    if not rel.startswith(b".") and b"/." not in rel and b"//" not in rel:
+        return rel.rstrip(b"/")  # fast path: no component starts with a dot, no empty component
     parts = [p for p in name.split(b"/") if p and p != b"."]
     if b".." in parts:
         raise UnsafeLayerError("'..' in layer path", subject=_show(name))

@@ -588,3 +588,19 @@ def test_errors_leave_no_reader_thread_behind(tmp_path: Path) -> None:
     with pytest.raises(UnsafeLayerError):
         unpack(big, tmp_path / "d")
     assert threading.active_count() == before
+
+
+def test_zstd_stream_starting_with_a_skippable_frame(tmp_path: Path) -> None:
+    skippable = b"\x5a\x2a\x4d\x18" + (4).to_bytes(4, "little") + b"meta"
+    blob = skippable + zstandard.ZstdCompressor().compress(SAMPLE)
+    assert detect_compression(blob[:8]) == "zstd"
+    dest = tmp_path / "d"
+    dest.mkdir()
+    with open_layer(io.BytesIO(blob)) as stream:
+        result = unpack_layer(stream, dest)
+    assert result.diff_id == "sha256:" + hashlib.sha256(SAMPLE).hexdigest()
+
+
+def test_plain_bytes_are_not_mistaken_for_compression() -> None:
+    assert detect_compression(b"usr/bin/") == "none"
+    assert detect_compression(b"\x60\x2a\x4d\x18") == "none"
