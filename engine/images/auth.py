@@ -286,6 +286,12 @@ class RegistryAuth:
             self._challenges[registry] = chosen
         return chosen
 
+    def scheme(self, registry: str) -> str | None:
+        """The scheme a registry challenged us with (`bearer`, `basic`), None before any challenge."""
+        with self._lock:
+            challenge = self._challenges.get(registry)
+        return challenge.scheme if challenge else None
+
     def invalidate(self, registry: str, scopes: Sequence[str]) -> None:
         """Forget a cached token the registry refused (it may have been revoked early)."""
         with self._lock:

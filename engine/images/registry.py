@@ -291,9 +291,11 @@ class RegistryClient:
             if creds is None:
                 hint = f"{detail or 'authentication required'} (no credentials for {repo.host})"
                 return AuthenticationError(f"unauthorized: {hint}", subject=repo.host)
-            reason = (
-                detail if detail and detail != "authentication required" else "incorrect username or password"
-            )
+            if self.auth.scheme(repo.host) == "bearer":  # the token server took the password: no access
+                access = f"no access to {repo.repository} for {creds.username}"
+                reason = f"{detail or 'authentication required'} ({access})"
+            else:
+                reason = "incorrect username or password"
             return AuthenticationError(f"unauthorized: {reason}", subject=repo.host)
         if status == 403:
             return AuthenticationError(

@@ -256,6 +256,16 @@ def test_bad_credentials_for_token_server(registry: FakeRegistry) -> None:  # no
     assert str(info.value) == f"{registry.host}: unauthorized: incorrect username or password"
 
 
+def test_token_without_access_is_not_called_a_wrong_password(registry: FakeRegistry) -> None:  # noqa: F811
+    registry.auth, registry.users, registry.grant = "bearer", {"alice": "s3cret"}, False
+    rc, _ = bearer_client(registry, {registry.host: Credentials("alice", "s3cret")})
+    with rc, pytest.raises(AuthenticationError) as info:
+        rc.fetch_manifest(f"{registry.host}/private/a:v1")
+    message = str(info.value)
+    assert message.startswith(f"{registry.host}: unauthorized: ")
+    assert "no access to private/a for alice" in message and "incorrect username" not in message
+
+
 def test_push_with_mount_asks_for_source_scope(registry: FakeRegistry) -> None:  # noqa: F811
     registry.auth = "bearer"
     store = FakeStore()

@@ -56,11 +56,13 @@ class FakeRegistry:
     auth: str = "none"  # "none", "basic", "bearer"
     users: dict[str, str] = field(default_factory=dict)
     token_field: str = "token"
+    grant: bool = True  # False: tokens are issued but give no access (a repository the user may not see)
     expires_in: int | None = 300
     fail: list[int] = field(default_factory=list)  # statuses to answer before serving normally
     retry_after: str | None = None
     corrupt: set[str] = field(default_factory=set)  # blob digests served with a flipped byte
     slow_blob: str | None = None  # this blob is sent in small pieces, slowly
+    cut_once: set[str] = field(default_factory=set)  # these blobs break off half-way, the first time
     seen: list[Seen] = field(default_factory=list)
     tokens_issued: list[dict[str, Any]] = field(default_factory=list)
     uploads: dict[str, bytearray] = field(default_factory=dict)
@@ -155,7 +157,7 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         if reg.auth == "bearer":
             issued = {t["token"] for t in reg.tokens_issued}
-            if given.startswith("Bearer ") and given[7:] in issued:
+            if given.startswith("Bearer ") and given[7:] in issued and reg.grant:
                 return True
             challenge = f'Bearer realm="http://{reg.host}/token",service="fake-registry"'
             self._error(401, "UNAUTHORIZED", "authentication required", {"WWW-Authenticate": challenge})
@@ -203,6 +205,15 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, data, {"Docker-Content-Digest": digest})
         if digest in reg.corrupt:
             data = bytes([data[0] ^ 0xFF]) + data[1:]
+        if digest in reg.cut_once:
+            reg.cut_once.discard(digest)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return None
         if digest == reg.slow_blob:
             self.send_response(200)
             self.send_header("Content-Length", str(len(data)))
@@ -605,6 +616,17 @@ def test_failed_pull_keeps_blobs_that_were_there_before(
     with pytest.raises(DigestMismatch):
         client.pull(store, f"{registry.host}/app:v1")
     assert set(store.blobs) == {good} and good not in store.removed
+
+
+def test_blob_cut_off_midway_is_fetched_again_whole(registry: FakeRegistry, client: RegistryClient) -> None:
+    data, _ = make_image(registry, "app", "amd64", layers=1, layer_size=100_000)
+    registry.add_manifest("app", "v1", data, mf.OCI_MANIFEST)
+    layer = json.loads(data)["layers"][0]["digest"]
+    registry.cut_once.add(layer)
+    store = FakeStore()
+    client.pull(store, f"{registry.host}/app:v1")
+    assert store.blobs[layer] == registry.blobs[layer]
+    assert len(registry.requests("GET", f"blobs/{layer}$")) == 2  # no Range: the second GET starts over
 
 
 def test_parallel_downloads_are_bounded(registry: FakeRegistry) -> None:
