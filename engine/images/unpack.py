@@ -195,9 +195,8 @@ def open_layer(source: str | os.PathLike[str] | BinaryIO) -> BinaryIO:
     else:
         stream = source
     try:
-        head = _sniff(stream)
-        stream = head[1]
-        kind = detect_compression(head[0])
+        head, stream = _sniff(stream)
+        kind = detect_compression(head)
         if kind == "none":
             return stream
         return _Decoded(_decompressor(kind, stream), kind, [stream])
