@@ -560,24 +560,34 @@ class RegistryClient:
     def _push(
         self, store: Any, ref: Reference, progress: ProgressReporter, cancel: threading.Event | None
     ) -> str:
-        from engine.images.manifest import is_foreign_layer, parse_manifest
+        from engine.images.manifest import parse_manifest
 
         image = store.resolve(ref.canonical)
         manifest_bytes = store.read_blob(image.manifest_digest)
-        manifest = parse_manifest(manifest_bytes, image.manifest_media_type)
+        own = (image.manifest_digest, manifest_bytes, image.manifest_media_type)
+        index = _complete_index(store, image)
+        targets = index.children if index else [own]
         repo = self._repo(ref, ("pull", "push"))
         progress.status(f"The push refers to repository [{ref.name}]")
         sources = _mount_sources(store, ref)
-        # docker lists the top layer first; foreign/nondistributable layers are never pushed (OCI spec)
-        layers = [d for d in reversed(tuple(manifest.layers)) if not is_foreign_layer(d.media_type)]
-        jobs = [
+        manifests = [parse_manifest(data, media_type) for _, data, media_type in targets]
+        config_jobs = [self._upload_job(store, repo, m.config, (), ProgressReporter()) for m in manifests]
+        layers = [d for m in manifests for d in _pushable_layers(m)]
+        layer_jobs = [
             self._upload_job(store, repo, desc, sources.get(desc.digest, ()), progress)
             for desc in _unique(layers)
         ]
-        jobs.append(self._upload_job(store, repo, manifest.config, (), ProgressReporter()))
-        self._run_parallel(jobs, cancel)
-        digest = self._put_manifest(repo, ref.tag or "latest", manifest_bytes, image.manifest_media_type)
-        progress.status(f"{ref.tag}: digest: {digest} size: {len(manifest_bytes)}")
+        self._run_parallel(layer_jobs + config_jobs, cancel)
+        if index is None:
+            digest = self._put_manifest(repo, ref.tag or "latest", manifest_bytes, image.manifest_media_type)
+            progress.status(f"{ref.tag}: digest: {digest} size: {len(manifest_bytes)}")
+            return digest
+        for child_digest, data, media_type in index.children:  # by digest: the index names them so
+            self._put_manifest(repo, child_digest, data, media_type)
+        digest = self._put_manifest(repo, ref.tag or "latest", index.data, index.media_type)
+        progress.status(
+            f"{ref.tag}: digest: {digest} size: {len(index.data)} ({len(index.children)} platforms)"
+        )
         return digest
 
     def _upload_job(
@@ -858,6 +868,53 @@ def _unique(descs: Iterable[Descriptor]) -> list[Descriptor]:
     for desc in descs:
         seen.setdefault(desc.digest, desc)
     return list(seen.values())
+
+
+@dataclass(frozen=True, slots=True)
+class _StoredIndex:
+    """An index kept in the store with every manifest it names: (digest, bytes, media type) each."""
+
+    data: bytes
+    media_type: str
+    children: list[tuple[str, bytes, str]]
+
+
+def _complete_index(store: Any, image: Image) -> _StoredIndex | None:
+    """The index this image was pulled through, if the store holds all of it (every platform's
+    manifest, config and layers); else None and only the image's own manifest is pushed, as docker does.
+    """
+    from engine.images.manifest import parse_manifest
+
+    for repo_digest in image.repo_digests:
+        digest = repo_digest.rpartition("@")[2]
+        if digest == image.manifest_digest or not store.has_blob(digest):
+            continue
+        try:
+            parsed = parse_manifest(store.read_blob(digest), None)
+        except EngineError:
+            continue
+        if not _is_index(parsed) or image.manifest_digest not in {d.digest for d in parsed.manifests}:
+            continue
+        children = []
+        for desc in parsed.manifests:
+            if not store.has_blob(desc.digest):
+                return None
+            data = store.read_blob(desc.digest)
+            child = parse_manifest(data, desc.media_type)
+            if _is_index(child):
+                return None
+            if not all(store.has_blob(d.digest) for d in (child.config, *_pushable_layers(child))):
+                return None
+            children.append((desc.digest, data, child.media_type))
+        return _StoredIndex(store.read_blob(digest), parsed.media_type, children)
+    return None
+
+
+def _pushable_layers(manifest: Any) -> list[Descriptor]:
+    """Top layer first, as docker lists them; foreign/nondistributable layers are never pushed (OCI)."""
+    from engine.images.manifest import is_foreign_layer
+
+    return [d for d in reversed(tuple(manifest.layers)) if not is_foreign_layer(d.media_type)]
 
 
 def _mount_sources(store: Any, target: Reference) -> dict[str, tuple[str, ...]]:

@@ -333,7 +333,9 @@ class FakeStore:
             assert desc.digest in self.blobs, f"{desc.digest} registered before it was stored"
         self.blobs[sha(manifest_bytes)] = manifest_bytes
         self.registered.append({"manifest": manifest_bytes, "media_type": media_type, **names})
-        return self.add_image(manifest_bytes, media_type or manifest.media_type, tuple(names.get("tags", ())))
+        repo_digests = (names["repo_digest"],) if names.get("repo_digest") else ()
+        tags = tuple(names.get("tags", ()))
+        return self.add_image(manifest_bytes, media_type or manifest.media_type, tags, repo_digests)
 
     def add_image(
         self,
@@ -835,3 +837,38 @@ def test_rich_progress_draws_one_line_per_layer() -> None:
         "aaaaaaaaaaaa: Already exists",
         "bbbbbbbbbbbb: Downloading [" + "=" * 15 + ">" + " " * 34 + "]  12.3MB/40MB",
     ]
+
+
+def test_push_whole_index_when_every_platform_is_stored(
+    registry: FakeRegistry, client: RegistryClient
+) -> None:
+    digests = publish_index(registry, "lib/multi", "latest")
+    store = FakeStore()
+    source = f"{registry.host}/lib/multi"
+    client.pull(store, source, platform="linux/amd64")
+    client.pull(store, source, platform="linux/arm64")
+    target = f"{registry.host}/copy/multi:2"
+    store.images[store.resolve(f"{source}:latest").id] = _with_tags(store.resolve(f"{source}:latest"), target)
+    assert client.push(store, target) == digests["index"]
+    assert registry.manifests[("copy/multi", "2")][0] == registry.manifests[("lib/multi", "latest")][0]
+    for arch in ("amd64", "arm64"):
+        assert ("copy/multi", digests[arch]) in registry.manifests
+
+
+def test_push_one_platform_when_the_index_is_incomplete(
+    registry: FakeRegistry, client: RegistryClient
+) -> None:
+    digests = publish_index(registry, "lib/multi", "latest")
+    store = FakeStore()
+    source = f"{registry.host}/lib/multi"
+    image = client.pull(store, source, platform="linux/arm64")
+    target = f"{registry.host}/copy/one:1"
+    store.images[image.id] = _with_tags(store.resolve(f"{source}:latest"), target)
+    assert client.push(store, target) == digests["arm64"]
+    assert sha(registry.manifests[("copy/one", "1")][0]) == digests["arm64"]
+
+
+def _with_tags(image: Image, *tags: str) -> Image:
+    from dataclasses import replace
+
+    return replace(image, repo_tags=(*image.repo_tags, *tags))
