@@ -2,8 +2,10 @@
 
 Endpoints used (OCI distribution-spec v1.1 / Docker registry API v2): `GET|HEAD /v2/<name>/manifests/<ref>`
 with the full Accept list, `GET|HEAD /v2/<name>/blobs/<digest>` (redirects followed: registries hand blobs
-to a CDN), `POST /v2/<name>/blobs/uploads/` (optionally `?mount=<digest>&from=<repo>`), `PATCH` chunks with
-`Content-Range`, `PUT <location>?digest=<digest>`, `PUT /v2/<name>/manifests/<tag>`.
+to a CDN), `POST /v2/<name>/blobs/uploads/` (optionally `?mount=<digest>&from=<repo>`), then a single `PUT
+<location>?digest=` for small blobs, or one streamed `PATCH` (Docker's way; `Content-Range` chunks if
+`upload_chunk_size` is set) and an empty `PUT ?digest=`; last `PUT /v2/<name>/manifests/<tag>`. An image
+pulled through an index is pushed back as that index when the store holds every platform it names.
 
 Guarantees: every manifest and blob is checked against its digest (blobs by `ImageStore.write_blob`, which
 keeps nothing that does not match); transient failures (connection errors, 5xx, 429) are retried whole,
