@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pkg in python3-venv hyperfine; do
+# registry tests: docker-registry + apache2-utils (htpasswd); archive interop tests: podman + runc
+# (crun refuses this host's hybrid cgroups); hyperfine for bench/.
+for pkg in python3-venv hyperfine docker-registry apache2-utils podman runc; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then
