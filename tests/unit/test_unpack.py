@@ -604,3 +604,25 @@ def test_zstd_stream_starting_with_a_skippable_frame(tmp_path: Path) -> None:
 def test_plain_bytes_are_not_mistaken_for_compression() -> None:
     assert detect_compression(b"usr/bin/") == "none"
     assert detect_compression(b"\x60\x2a\x4d\x18") == "none"
+
+
+def test_open_layer_on_a_pipe(tmp_path: Path) -> None:
+    """`image import -` reads stdin: a pipe cannot seek and may peek fewer bytes than the magic."""
+    blob = gzip.compress(SAMPLE)
+    read_fd, write_fd = os.pipe()
+
+    def feed() -> None:
+        with os.fdopen(write_fd, "wb", buffering=0) as pipe:
+            pipe.write(blob[:3])  # the magic arrives in two pieces
+            pipe.write(blob[3:])
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    try:
+        dest = tmp_path / "d"
+        dest.mkdir()
+        with open_layer(os.fdopen(read_fd, "rb")) as stream:
+            result = unpack_layer(stream, dest)
+    finally:
+        writer.join()
+    assert result.diff_id == "sha256:" + hashlib.sha256(SAMPLE).hexdigest()
