@@ -23,10 +23,11 @@ whatever it wrote; the caller deletes the staging directory and only renames it 
 
 Layers become overlayfs lower directories, so OCI whiteouts are converted to overlayfs form: `.wh.<name>`
 becomes a character device 0:0 named `<name>` and `.wh..wh..opq` becomes the `trusted.overlay.opaque=y`
-xattr on its directory. Both need root (CAP_MKNOD, CAP_SYS_ADMIN). Without it (non-root fallback) the
-markers are kept as the empty files the layer contained (OCI form), and device nodes and ownership are
-skipped; every such skip is listed in `UnpackResult.warnings`. Such a directory is fine to inspect but is
-not a valid overlayfs lower dir, which is moot because mounting overlayfs needs root too.
+xattr on its directory. The xattr needs CAP_SYS_ADMIN; the 0:0 device needs nothing on Linux >= 5.8
+(real devices need CAP_MKNOD). Non-root fallback: an opaque marker the kernel will not turn into the
+xattr (or a whiteout on an older kernel) is kept as the empty file the layer contained (OCI form); device
+nodes and foreign ownership are skipped. Every fallback is listed in `UnpackResult.warnings`. A directory
+with markers is fine to inspect but is not a valid overlayfs lower dir (mounting needs root anyway).
 """
 
 from __future__ import annotations
@@ -709,6 +710,18 @@ class _Extractor:
             return None
         return ids
 
+    def chown(self, m: _Member, target: int | bytes, ids: tuple[int, int]) -> None:
+        """lchown / fchown; ids the kernel refuses (unmapped in a user namespace) become a warning."""
+        try:
+            if isinstance(target, int):
+                os.fchown(target, *ids)
+            else:
+                os.chown(target, *ids, dir_fd=self.root, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EINVAL):
+                raise
+            self.warn(f"ownership not applied ({exc.strerror})", m.name)
+
     # -- member kinds -----------------------------------------------------------------------------
 
     def regular(self, m: _Member, rel: bytes, blocks: _Blocks) -> None:
@@ -724,7 +737,7 @@ class _Extractor:
             self.size += m.size
             ids = self.owner(m)
             if ids is not None:
-                os.fchown(fd, *ids)
+                self.chown(m, fd, ids)
             mode = m.mode & 0o7777
             if mode != perm & ~self.umask:  # umask narrowed it, or setuid/setgid/sticky (after chown)
                 os.fchmod(fd, mode)
@@ -755,7 +768,7 @@ class _Extractor:
             os.symlink(m.link, rel, dir_fd=self.root)
         ids = self.owner(m)
         if ids is not None:
-            os.chown(rel, *ids, dir_fd=self.root, follow_symlinks=False)
+            self.chown(m, rel, ids)
         if m.xattrs:
             self.set_xattrs(self.path(rel), m)
         os.utime(rel, ns=(m.mtime_ns, m.mtime_ns), dir_fd=self.root, follow_symlinks=False)
@@ -820,7 +833,7 @@ class _Extractor:
             return
         ids = self.owner(m)
         if ids is not None:
-            os.chown(rel, *ids, dir_fd=self.root, follow_symlinks=False)
+            self.chown(m, rel, ids)
         os.chmod(rel, m.mode & 0o7777, dir_fd=self.root)
         if m.xattrs:
             self.set_xattrs(self.path(rel), m)
@@ -857,9 +870,8 @@ class _Extractor:
         victim = base[len(WHITEOUT_PREFIX) :]
         if victim in (b"", b".", b".."):
             raise UnsafeLayerError("whiteout names no entry", subject=_show(m.name))
-        if not self.privileged:
-            self.warn("whiteout kept as marker file (not root)", m.name)
-            return False
+        # No privilege check: Linux >= 5.8 lets anyone create a whiteout (the 0:0 device), only real
+        # devices need CAP_MKNOD. Older kernels refuse, and the marker file stays.
         blocks.copy(None, m.size)
         target = parent + b"/" + victim if parent else victim
         try:
@@ -870,7 +882,7 @@ class _Extractor:
         try:
             os.mknod(target, stat.S_IFCHR, 0, dir_fd=self.root)
         except PermissionError:
-            self.warn("whiteout kept as marker file (no CAP_MKNOD)", m.name)
+            self.warn("whiteout kept as marker file (kernel refused a 0:0 device)", m.name)
             self.write_marker(m, rel)
         return True
 
@@ -905,12 +917,12 @@ class _Extractor:
             ids = self.owner(m)
             if rel:
                 if ids is not None:
-                    os.chown(rel, *ids, dir_fd=self.root, follow_symlinks=False)
+                    self.chown(m, rel, ids)
                 os.chmod(rel, m.mode & 0o7777, dir_fd=self.root)
                 os.utime(rel, ns=(m.mtime_ns, m.mtime_ns), dir_fd=self.root, follow_symlinks=False)
             else:
                 if ids is not None:
-                    os.fchown(self.root, *ids)
+                    self.chown(m, self.root, ids)
                 os.fchmod(self.root, m.mode & 0o7777)
                 os.utime(self.root, ns=(m.mtime_ns, m.mtime_ns))
 
@@ -946,6 +958,22 @@ class _Extractor:
             self.regular(m, rel, blocks)
 
 
+_CAP_CHOWN, _CAP_MKNOD = 0, 27
+
+
+def _has_capabilities(*caps: int) -> bool:
+    """Whether this process holds these capabilities (root in a capability-less container does not)."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"CapEff:"):
+                    effective = int(line.split()[1], 16)
+                    return all(effective >> cap & 1 for cap in caps)
+    except OSError:
+        pass
+    return os.geteuid() == 0
+
+
 def _current_umask() -> int:
     """The process umask without changing it (Linux >= 4.7 shows it in /proc/self/status)."""
     try:
@@ -969,11 +997,12 @@ def unpack_layer(
 
     `dest` must be an existing, private, empty staging directory; on error the caller deletes it (see
     the module doc). `owner_map` maps tar (uid, gid) to host ids (user-namespace shifting).
-    `privileged` defaults to "running as root": without it devices, ownership and overlayfs whiteouts
-    fall back as the module doc says, and each fallback is listed in the result's warnings.
+    `privileged` defaults to "holds CAP_CHOWN and CAP_MKNOD" (root, normally); without it devices,
+    ownership and overlayfs whiteouts fall back as the module doc says, each fallback listed in the
+    result's warnings.
     """
     if privileged is None:
-        privileged = os.geteuid() == 0
+        privileged = _has_capabilities(_CAP_CHOWN, _CAP_MKNOD)
     extractor = _Extractor(Path(dest), privileged, owner_map)
     reader = _HashingReader(source)
     try:

@@ -4,10 +4,12 @@ overlayfs whiteouts (proved by mounting the layers), a full tmpfs, and equality 
 from __future__ import annotations
 
 import io
+import json
 import os
 import stat
 import struct
 import subprocess
+import sys
 import tarfile
 import uuid
 from collections.abc import Iterator
@@ -267,3 +269,47 @@ def test_same_tree_as_gnu_tar_on_a_real_filesystem(tmp_path: Path) -> None:
     assert diff.returncode == 0, diff.stdout[:2000]
     assert result.entries > 500
     assert result.warnings == ()
+
+
+def test_user_namespace_root_falls_back_with_warnings(tmp_path: Path) -> None:
+    """Root in a user namespace has every capability, yet the kernel refuses devices, unmapped owners
+    and trusted.* xattrs: each becomes a warning and the layer still unpacks (rootless path). The 0:0
+    whiteout device is allowed there."""
+    layer = tmp_path / "layer.tar"
+    layer.write_bytes(
+        tar_bytes(
+            entry("dev/", tarfile.DIRTYPE),
+            entry("dev/null", tarfile.CHRTYPE, mode=0o666, devmajor=1, devminor=3),
+            entry("etc/", tarfile.DIRTYPE),
+            entry("etc/shadow", data=b"root:*:19000::::::\n", mode=0o640, uid=0, gid=42),
+            entry("etc/.wh.motd"),
+            entry("var/", tarfile.DIRTYPE),
+            entry("var/.wh..wh..opq"),
+        )
+    )
+    dest = tmp_path / "d"
+    dest.mkdir()
+    script = (
+        "import json, sys\n"
+        "from engine.images.unpack import open_layer, unpack_layer\n"
+        "with open_layer(sys.argv[1]) as s:\n"
+        "    r = unpack_layer(s, sys.argv[2])\n"
+        "print(json.dumps(list(r.warnings)))\n"
+    )
+    out = subprocess.run(
+        ["unshare", "--user", "--map-root-user", sys.executable, "-c", script, str(layer), str(dest)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    assert out.returncode == 0, out.stderr
+    warnings = json.loads(out.stdout)
+    assert any(w.startswith("device node not created") and "dev/null" in w for w in warnings), warnings
+    assert any(w.startswith("ownership not applied") and "etc/shadow" in w for w in warnings), warnings
+    assert any(w.startswith("opaque directory kept as marker file") for w in warnings), warnings
+    assert (dest / "etc/shadow").read_bytes() == b"root:*:19000::::::\n"
+    motd = (dest / "etc/motd").lstat()  # whiteouts need no privilege (Linux >= 5.8)
+    assert stat.S_ISCHR(motd.st_mode) and motd.st_rdev == 0
+    assert (dest / "var/.wh..wh..opq").is_file()
+    assert not (dest / "dev/null").exists()
