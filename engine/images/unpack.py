@@ -562,6 +562,9 @@ def _members(blocks: _Blocks):
         if not _checksum_ok(block, _number(chksum)):
             raise ArchiveError(f"bad tar header checksum at byte {blocks.offset + blocks.pos - _BLOCK}")
         size = _number(size)
+        if kind == _GNU_VOLUME:  # a volume label names no file
+            blocks.copy(None, size)
+            continue
         if kind in (_PAX, _PAX_GLOBAL, _GNU_LONGNAME, _GNU_LONGLINK):
             if size > _MAX_META:
                 raise ArchiveError(f"tar meta header of {size} bytes is too large")
@@ -951,9 +954,6 @@ class _Extractor:
             self.hardlink(m, rel)
         elif kind in (_CHR, _BLK, _FIFO):
             self.node(m, rel)
-        elif kind == _GNU_VOLUME:
-            self.entries -= 1
-            blocks.copy(None, m.size)
         else:  # POSIX: an unknown type is read as a regular file
             self.regular(m, rel, blocks)
 

@@ -638,3 +638,12 @@ def test_open_layer_on_a_pipe(tmp_path: Path) -> None:
     finally:
         writer.join()
     assert result.diff_id == "sha256:" + hashlib.sha256(SAMPLE).hexdigest()
+
+
+def test_gnu_volume_label_is_not_a_file(tmp_path: Path) -> None:
+    label, _ = entry("Backup 2026/11")
+    label.type = b"V"
+    data = tar_bytes((label, b""), entry("f", data=b"x"), fmt=tarfile.GNU_FORMAT)
+    result = unpack(data, tmp_path / "d")
+    assert os.listdir(tmp_path / "d") == ["f"]
+    assert result.entries == 1
