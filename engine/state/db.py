@@ -93,7 +93,7 @@ class Database:
         self.busy_timeout = busy_timeout
         self._migrations = tuple(migrations)
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._all: list[tuple[int, sqlite3.Connection]] = []
         self._all_lock = threading.Lock()
         self._enable_wal()
         self._migrate()
@@ -120,14 +120,19 @@ class Database:
             # FULL: a commit survives power loss, so rows never outlive the files they were written after.
             conn.execute("PRAGMA synchronous = FULL")
         with self._all_lock:
-            self._all.append(conn)
+            self._all.append((os.getpid(), conn))
         return conn
 
     def close(self) -> None:
-        """Close every connection this process opened (call once, when no thread uses the database)."""
+        """Close every connection this process opened (call once, when no thread uses the database).
+
+        Connections inherited over a fork stay referenced and untouched: closing them in the child could
+        disturb the parent's locks (SQLite's "how to corrupt": never carry a connection across fork).
+        """
         with self._all_lock:
-            conns, self._all = self._all, []
-        for conn in conns:
+            mine = [conn for pid, conn in self._all if pid == os.getpid()]
+            self._all = [(pid, conn) for pid, conn in self._all if pid != os.getpid()]
+        for conn in mine:
             conn.close()
         self._local = threading.local()
 
