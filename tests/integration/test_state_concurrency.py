@@ -1,0 +1,150 @@
+"""The state root under real concurrency and real crashes: several processes publishing blobs the way the
+store does while others open (and so repair) the root and collect orphans, and a writer SIGKILLed in the
+middle of a transaction and of staging. Needs neither root nor network, only processes and a filesystem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import select
+import signal
+import time
+
+import pytest
+
+from engine.errors import LockTimeout
+from engine.state import StateRoot
+
+pytestmark = pytest.mark.slow
+
+FORK = multiprocessing.get_context("fork")
+NOW = "2026-11-02T10:00:00Z"
+
+
+def _publish_blob(state: StateRoot, data: bytes) -> str:
+    """The store's write protocol: stage, fsync, (publish lock) rename, fsync dir, commit the row."""
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    staged = state.new_temp_path("blob")
+    with open(staged, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    with state.publishing(timeout=30):
+        os.rename(staged, state.blob_path(digest))
+        directory = os.open(state.blobs_dir, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        with state.db.transaction():
+            state.db.execute(
+                "INSERT OR IGNORE INTO blobs VALUES (?, ?, 'application/octet-stream', ?)",
+                (digest, len(data), NOW),
+            )
+    return digest
+
+
+def _writer(path: str, worker: int, count: int) -> None:
+    with StateRoot.open(path) as state:
+        for i in range(count):
+            _publish_blob(state, f"worker {worker} blob {i} ".encode() * (i + 1))
+            if i % 10 == 0:  # an abandoned staging file, as a failed download leaves
+                state.new_temp_path("partial").write_bytes(b"half")
+
+
+def _janitor(path: str, stop_read: int) -> None:
+    """Open (repair), collect orphans, close, again and again: what many short CLI commands do."""
+    while not select.select([stop_read], [], [], 0)[0]:
+        with StateRoot.open(path) as state:
+            try:
+                state.collect_orphans(timeout=0)
+            except LockTimeout:
+                pass  # a writer is publishing: try again next round
+
+
+def _join_all(processes, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        process.join(max(0.1, deadline - time.monotonic()))
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+            process.join(5)
+
+
+def test_writers_race_repair_and_orphan_collection_without_losing_anything(tmp_path):
+    path = tmp_path / "state"
+    StateRoot.open(path).close()
+    stop_read, stop_write = os.pipe()
+    writers = [FORK.Process(target=_writer, args=(str(path), n, 60)) for n in range(3)]
+    janitors = [FORK.Process(target=_janitor, args=(str(path), stop_read)) for _ in range(2)]
+    try:
+        for process in janitors + writers:
+            process.start()
+        _join_all(writers, 120)
+        os.write(stop_write, b"x")
+        _join_all(janitors, 30)
+        assert [p.exitcode for p in writers + janitors] == [0] * 5
+    finally:
+        os.write(stop_write, b"x")
+        _join_all(writers + janitors, 5)
+        os.close(stop_read)
+        os.close(stop_write)
+
+    with StateRoot.open(path) as state:
+        rows = {r["digest"]: r["size"] for r in state.db.query("SELECT digest, size FROM blobs")}
+        assert len(rows) == 180
+        for digest, size in rows.items():  # every committed row has its file, intact
+            data = state.blob_path(digest).read_bytes()
+            assert len(data) == size
+            assert "sha256:" + hashlib.sha256(data).hexdigest() == digest
+        assert {p.name for p in state.blobs_dir.iterdir()} == {d[7:] for d in rows}
+        assert state.db.scalar("PRAGMA integrity_check") == "ok"
+        assert list(state.tmp_dir.iterdir()) == []  # abandoned partials went with their sessions
+
+
+def _crash_mid_write(path: str, ready_write: int) -> None:
+    state = StateRoot.open(path)
+    staged = state.new_temp_path("layer")
+    (staged / "usr" / "lib").mkdir(parents=True)
+    (staged / "usr" / "lib" / "libc.so.6").write_bytes(b"\x7fELF" + b"\0" * 4096)
+    held = state.lock("layer-" + "ab" * 32).acquire()
+    with state.db.transaction():
+        for n in range(50):
+            state.db.execute("INSERT INTO blobs VALUES (?, 1, NULL, ?)", (f"sha256:{n:064x}", NOW))
+        os.write(ready_write, b"x")
+        time.sleep(60)  # killed here: the transaction is open, the staging dir and lock are held
+    held.release()
+
+
+def test_sigkill_mid_transaction_leaves_a_clean_store(tmp_path):
+    path = tmp_path / "state"
+    with StateRoot.open(path) as state:
+        digest = _publish_blob(state, b"committed before the crash")
+    ready_read, ready_write = os.pipe()
+    victim = FORK.Process(target=_crash_mid_write, args=(str(path), ready_write))
+    try:
+        victim.start()
+        assert select.select([ready_read], [], [], 20)[0], "writer did not reach its transaction"
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.join(10)
+        assert victim.exitcode == -signal.SIGKILL
+    finally:
+        _join_all([victim], 1)
+        os.close(ready_read)
+        os.close(ready_write)
+
+    begun = time.monotonic()
+    with StateRoot.open(path, busy_timeout=5) as state:
+        report = state.repair()  # open() already repaired; a second pass finds nothing
+        assert not report.changed
+        assert [r[0] for r in state.db.query("SELECT digest FROM blobs")] == [digest]
+        assert list(state.tmp_dir.iterdir()) == []
+        with state.db.transaction():  # the write lock died with the writer
+            state.db.execute("INSERT INTO blobs VALUES (?, 1, NULL, ?)", ("sha256:" + "0" * 64, NOW))
+        with state.lock("layer-" + "ab" * 32, timeout=0):  # so did its file lock
+            pass
+        assert state.db.scalar("PRAGMA integrity_check") == "ok"
+    assert time.monotonic() - begun < 5
