@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shutil
 import stat
 import time
@@ -98,7 +97,7 @@ class StateRoot:
         """
         if not prefix or "/" in prefix or prefix.startswith("."):
             raise ValueError(f"bad temp prefix {prefix!r}")
-        return self._session_dir() / f"{prefix}-{secrets.token_hex(6)}"
+        return self._session_dir() / f"{prefix}-{os.urandom(6).hex()}"
 
     # -- locks -------------------------------------------------------------------------------------
 
@@ -117,8 +116,12 @@ class StateRoot:
 
     # -- repair ------------------------------------------------------------------------------------
 
-    def repair(self) -> RepairReport:
-        """Remove dead processes' temp entries and rows whose files are gone (skipped if another repairs)."""
+    def repair(self, *, thorough: bool = False) -> RepairReport:
+        """Remove dead processes' temp entries and rows whose files are gone (skipped if another repairs).
+
+        The default pass lists directories only (cheap enough for every command); `thorough` also stats
+        every blob and treats one of the wrong size (truncated from outside) as missing.
+        """
         report = RepairReport()
         try:
             guard = self.lock(REPAIR_LOCK).acquire(timeout=0)
@@ -127,7 +130,7 @@ class StateRoot:
             return report
         try:
             report.temp_removed = self._clear_temp()
-            self._clear_dangling_rows(report)
+            self._clear_dangling_rows(report, thorough)
         finally:
             guard.release()
         return report
@@ -172,7 +175,7 @@ class StateRoot:
     def _session_dir(self) -> Path:
         """Create this process's staging directory on first use: lock, then mkdir (repair relies on it)."""
         if self._session is None or self._session[0] != os.getpid():
-            token = f"{os.getpid()}-{secrets.token_hex(4)}"
+            token = f"{os.getpid()}-{os.urandom(4).hex()}"
             guard = self.lock(f"session-{token}").acquire(timeout=0)
             try:
                 (self.tmp_dir / token).mkdir(mode=0o700)
@@ -218,39 +221,29 @@ class StateRoot:
             guard.release()
         return True
 
-    def _clear_dangling_rows(self, report: RepairReport) -> None:
+    def _clear_dangling_rows(self, report: RepairReport, thorough: bool) -> None:
         """Rows whose blob file or layer directory is gone go, with every image that needed them."""
-        if not (self._missing_blobs() or self._missing_layers()):
+        if not (self._missing_blobs(thorough) or self._missing_layers()):
             return  # the common case stays read-only: no write lock taken
-        with self.db.transaction():
-            blobs, layers = self._missing_blobs(), self._missing_layers()  # again, under the write lock
+        with self.db.transaction():  # look again under the write lock: a remover may have just committed
+            blobs, layers = self._missing_blobs(thorough), self._missing_layers()
             report.images_removed = self._delete_images_needing(blobs, layers)
             report.layers_removed = self._delete_layers(layers)
             self.db.executemany("DELETE FROM blobs WHERE digest = ?", [(d,) for d in blobs])
             report.blobs_removed = blobs
 
-    def _missing_blobs(self) -> list[str]:
+    def _missing_blobs(self, thorough: bool) -> list[str]:
+        present = _listing(self.blobs_dir, dirs=False)
         missing = []
-        for row in self.db.query("SELECT digest, size FROM blobs"):
-            try:
-                info = os.stat(self.blob_path(row["digest"]))
-            except (OSError, InvalidReference):
-                missing.append(row["digest"])
-                continue
-            if not stat.S_ISREG(info.st_mode) or info.st_size != row["size"]:
-                missing.append(row["digest"])
+        for digest, size in self.db.query("SELECT digest, size FROM blobs"):
+            entry = present.get(digest.removeprefix("sha256:"))  # a malformed digest matches no file name
+            if entry is None or (thorough and _size(entry) != size):
+                missing.append(digest)
         return missing
 
     def _missing_layers(self) -> list[str]:
-        missing = []
-        for (chain_id,) in self.db.query("SELECT chain_id FROM layers"):
-            try:
-                usable = self.layer_path(chain_id).is_dir()
-            except InvalidReference:
-                usable = False
-            if not usable:
-                missing.append(chain_id)
-        return missing
+        present = _listing(self.layers_dir, dirs=True)
+        return [r[0] for r in self.db.query("SELECT chain_id FROM layers") if r[0][7:] not in present]
 
     def _delete_images_needing(self, blobs: list[str], layers: list[str]) -> list[str]:
         doomed_layers = self._with_descendants(layers)
@@ -330,6 +323,24 @@ def _entries(directory: Path) -> list[Path]:
         return list(directory.iterdir())
     except FileNotFoundError:
         return []
+
+
+def _listing(directory: Path, *, dirs: bool) -> dict[str, os.DirEntry[str]]:
+    """Regular files (or directories) of a directory by name, from one scandir (d_type, no stat each)."""
+    try:
+        with os.scandir(directory) as entries:
+            if dirs:
+                return {e.name: e for e in entries if e.is_dir(follow_symlinks=False)}
+            return {e.name: e for e in entries if e.is_file(follow_symlinks=False)}
+    except FileNotFoundError:
+        return {}
+
+
+def _size(entry: os.DirEntry[str]) -> int:
+    try:
+        return entry.stat(follow_symlinks=False).st_size
+    except FileNotFoundError:
+        return -1
 
 
 def _mtime(path: Path) -> float:
