@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -225,7 +226,21 @@ class Database:
             raise StateError(f"schema_version {value!r} is not a number", subject=str(self.path)) from None
 
     def _enable_wal(self) -> None:
-        mode = self.scalar("PRAGMA journal_mode = WAL")
+        """Switch a new database to WAL (persistent). The switch answers "locked" at once, without the
+        busy handler, while another process opens the same new file: retry until busy_timeout."""
+        deadline = time.monotonic() + self.busy_timeout
+        conn = self.connection()
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                break
+            except sqlite3.OperationalError as exc:
+                if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() > deadline:
+                    with _translated(self.path):
+                        raise
+                time.sleep(0.01)
         if str(mode).lower() != "wal":
             raise StateError(f"database cannot use WAL journaling (got {mode!r})", subject=str(self.path))
 

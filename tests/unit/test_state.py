@@ -356,6 +356,31 @@ def test_processes_write_concurrently_without_lost_updates(tmp_path, context):
         parent.close()
 
 
+def _open_at_once(path: str, start: Signal) -> None:
+    start.wait(10)
+    with StateRoot.open(path) as state:
+        assert state.db.schema_version() == SCHEMA_VERSION
+
+
+def test_processes_creating_the_same_root_at_once_all_succeed(tmp_path):
+    """Switching a new database to WAL answers "locked" without waiting: every opener must still win."""
+    for attempt in range(5):
+        path = tmp_path / f"state-{attempt}"
+        start = Signal()
+        openers = [FORK.Process(target=_open_at_once, args=(str(path), start)) for _ in range(6)]
+        try:
+            for opener in openers:
+                opener.start()
+            start.set()
+            for opener in openers:
+                opener.join(30)
+            assert [o.exitcode for o in openers] == [0] * 6
+        finally:
+            for opener in openers:
+                _kill(opener)
+            start.close()
+
+
 # -- locks ----------------------------------------------------------------------------------------------
 
 
