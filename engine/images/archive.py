@@ -71,7 +71,7 @@ def load_archive(store: Any, stream: BinaryIO, *, platform: Platform | None = No
 def _staging_dir(store: Any) -> Path:
     """A private directory in the state root's staging area: same filesystem as the blobs, and removed by
     the next command's repair if this process dies half way."""
-    path = store._root.new_temp_path("load")
+    path = store.new_temp_path("load")
     path.mkdir(mode=0o700)
     return path
 
@@ -582,7 +582,7 @@ def _commit(store: Any, planned: list[_Planned]) -> list[str]:
             return loaded
     except BaseException:
         for digest in reversed(added):
-            store._drop_if_unused(digest)
+            store.remove_blob(digest)
         raise
 
 

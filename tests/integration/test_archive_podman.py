@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine.images.archive import load_archive, save_archive
-from tests.unit.test_archive import AMD64, FakeStore, docker25_save
+from tests.unit.test_archive import AMD64, StoreUnderTest, docker25_save, open_store
 
 pytestmark = pytest.mark.root
 
@@ -43,8 +43,8 @@ def podman(tmp_path: Path):
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> FakeStore:
-    store = FakeStore(tmp_path / "ours")
+def store(tmp_path: Path) -> StoreUnderTest:
+    store = open_store(tmp_path / "ours")
     _, config_digest, _ = docker25_save()
     load_archive(store, io.BytesIO(docker25_save()[0]), platform=AMD64)
     assert config_digest in store.images
@@ -52,7 +52,7 @@ def store(tmp_path: Path) -> FakeStore:
 
 
 @pytest.mark.parametrize("fmt", ["docker", "oci"])
-def test_podman_loads_our_archive(store: FakeStore, podman, tmp_path: Path, fmt: str) -> None:
+def test_podman_loads_our_archive(store: StoreUnderTest, podman, tmp_path: Path, fmt: str) -> None:
     out = tmp_path / f"ours-{fmt}.tar"
     with open(out, "wb") as stream:
         save_archive(store, ["nginx:1.27"], stream, format=fmt)
@@ -62,14 +62,14 @@ def test_podman_loads_our_archive(store: FakeStore, podman, tmp_path: Path, fmt:
 
 
 @pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive"])
-def test_we_load_what_podman_saves(store: FakeStore, podman, tmp_path: Path, fmt: str) -> None:
+def test_we_load_what_podman_saves(store: StoreUnderTest, podman, tmp_path: Path, fmt: str) -> None:
     ours = tmp_path / "ours.tar"
     with open(ours, "wb") as stream:
         save_archive(store, ["nginx:1.27"], stream)
     podman("load", "-i", str(ours))
     theirs = tmp_path / f"podman-{fmt}.tar"
     podman("save", "--format", fmt, "-o", str(theirs), "docker.io/library/nginx:1.27")
-    fresh = FakeStore(tmp_path / "fresh")
+    fresh = open_store(tmp_path / "fresh")
     with open(theirs, "rb") as stream:
         assert load_archive(fresh, stream, platform=AMD64) == ["docker.io/library/nginx:1.27"]
     assert list(fresh.images) == list(store.images)

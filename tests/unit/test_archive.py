@@ -11,113 +11,52 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import itertools
 import json
 import tarfile
-from contextlib import contextmanager
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import zstandard
 
-from engine.errors import ArchiveError, DigestMismatch, ImageNotFound, UnsafeLayerError
+from engine.errors import ArchiveError, ImageNotFound, UnsafeLayerError
 from engine.images import manifest as mf
 from engine.images.archive import load_archive, save_archive
 from engine.images.reference import parse_reference
+from engine.images.store import ImageStore
 from engine.images.types import Platform
+from engine.state.root import StateRoot
 
 AMD64 = Platform("linux", "amd64")
 
 
-# ------------------------------------------------------------------------------------ fake store
+# ------------------------------------------------------------------------------------ the store
 
 
-class FakeStore:
-    """ImageStore's interface, in memory: what archive.py calls, with the same checks."""
+class StoreUnderTest(ImageStore):
+    """The real ImageStore on a temporary state root, plus read-only views the assertions compare."""
 
-    def __init__(self, tmp: Path) -> None:
-        tmp.mkdir(parents=True, exist_ok=True)
-        counter = itertools.count()
-        self._root = SimpleNamespace(new_temp_path=lambda prefix: tmp / f"{prefix}-{next(counter)}")
-        self.tmp = tmp
-        self.blobs: dict[str, bytes] = {}
-        self.images: dict[str, dict[str, Any]] = {}
-        self.tags: dict[str, str] = {}
-        self.layers: set[str] = set()
-        self.hostile: set[str] = set()
+    @property
+    def blobs(self) -> set[str]:
+        return {row["digest"] for row in self._db.query("SELECT digest FROM blobs")}
 
-    @contextmanager
-    def lease(self):
-        yield
-
-    def has_blob(self, digest: str) -> bool:
-        return digest in self.blobs
-
-    def write_blob(self, content, *, expected_digest=None, expected_size=None, media_type=None):
-        data = content.read() if hasattr(content, "read") else b"".join(content)
-        digest = mf.sha256_digest(data)
-        if expected_digest is not None and digest != expected_digest:
-            raise DigestMismatch(f"content hashes to {digest}", subject=expected_digest)
-        if expected_size is not None and len(data) != expected_size:
-            raise DigestMismatch("size", subject=digest)
-        self.blobs[digest] = data
-        return mf.descriptor_for(media_type or "application/octet-stream", data)
-
-    def open_blob(self, digest: str):
-        if digest not in self.blobs:
-            raise ImageNotFound("blob is not in the store", subject=digest)
-        return io.BytesIO(self.blobs[digest])
-
-    def read_blob(self, digest: str) -> bytes:
-        return self.open_blob(digest).read()
-
-    def ensure_layer(self, blob_digest, parent, *, diff_id=None):
-        if blob_digest in self.hostile:
-            raise UnsafeLayerError("hard link points outside the layer", subject=blob_digest)
-        plain = _decompress(self.blobs[blob_digest])
-        if mf.sha256_digest(plain) != diff_id:
-            raise DigestMismatch("diff_id", subject=blob_digest)
-        chain = diff_id if parent is None else mf.sha256_digest(f"{parent} {diff_id}".encode())
-        self.layers.add(chain)
-        return SimpleNamespace(chain_id=chain)
-
-    def register_image(self, manifest_bytes, media_type, *, tags=()):
-        manifest = mf.parse_manifest(manifest_bytes, media_type)
-        config = mf.parse_image_config(self.read_blob(manifest.config.digest))
-        for layer, diff_id in zip(manifest.layers, config.diff_ids, strict=True):
-            self.ensure_layer(layer.digest, None, diff_id=diff_id)
-        self.write_blob([manifest_bytes])
-        image_id = manifest.config.digest
-        self.images[image_id] = {
-            "manifest": mf.sha256_digest(manifest_bytes),
-            "media_type": manifest.media_type,
-            "blobs": {manifest.config.digest, *(d.digest for d in manifest.layers)},
+    @property
+    def images(self) -> dict[str, dict[str, Any]]:
+        return {
+            image.id: {"manifest": image.manifest_digest, "media_type": image.manifest_media_type}
+            for image in self.list_images()
         }
-        for tag in tags:
-            self.tags[parse_reference(tag).canonical] = image_id
-        return SimpleNamespace(id=image_id)
 
-    def resolve(self, text: str):
-        image_id = text if text.startswith("sha256:") else self.tags.get(parse_reference(text).canonical)
-        if image_id not in self.images:
-            raise ImageNotFound("no such image", subject=text)
-        info = self.images[image_id]
-        tags = tuple(t for t, i in self.tags.items() if i == image_id)
-        return SimpleNamespace(
-            id=image_id,
-            manifest_digest=info["manifest"],
-            manifest_media_type=info["media_type"],
-            repo_tags=tags,
-        )
-
-    def _drop_if_unused(self, digest: str) -> None:
-        if not any(digest in i["blobs"] or digest == i["manifest"] for i in self.images.values()):
-            self.blobs.pop(digest, None)
+    @property
+    def tags(self) -> dict[str, str]:
+        return {row["name"]: row["image_id"] for row in self._db.query("SELECT name, image_id FROM tags")}
 
     def snapshot(self) -> tuple:
-        return (dict(self.blobs), dict(self.images), dict(self.tags))
+        return (sorted(self.blobs), self.images, self.tags)
+
+
+def open_store(path: Path) -> StoreUnderTest:
+    return StoreUnderTest(StateRoot.open(path))
 
 
 def _decompress(data: bytes) -> bytes:
@@ -129,13 +68,13 @@ def _decompress(data: bytes) -> bytes:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> FakeStore:
-    return FakeStore(tmp_path / "store-a")
+def store(tmp_path: Path) -> StoreUnderTest:
+    return open_store(tmp_path / "store-a")
 
 
 @pytest.fixture
-def other_store(tmp_path: Path) -> FakeStore:
-    return FakeStore(tmp_path / "store-b")
+def other_store(tmp_path: Path) -> StoreUnderTest:
+    return open_store(tmp_path / "store-b")
 
 
 # ------------------------------------------------------------------------------ building images
@@ -299,11 +238,11 @@ def two_platform_layout(*, drop: str | None = None, ref_name: str = "registry.ex
     return archive(members), images
 
 
-def docker25_save() -> tuple[bytes, str, str]:
+def docker25_save(app: bytes = APP) -> tuple[bytes, str, str]:
     """`docker save` of docker >= 25 (graphdriver): OCI layout + manifest.json + repositories; ref.name is
     only the tag, the full name is in io.containerd.image.name."""
-    config = image_config([sha(BASE), sha(APP)], cmd="nginx")
-    manifest = oci_manifest(config, [BASE, APP], media=mf.OCI_LAYER)
+    config = image_config([sha(BASE), sha(app)], cmd="nginx")
+    manifest = oci_manifest(config, [BASE, app], media=mf.OCI_LAYER)
     index = {
         "schemaVersion": 2,
         "mediaType": mf.OCI_INDEX,
@@ -323,33 +262,34 @@ def docker25_save() -> tuple[bytes, str, str]:
         {
             "Config": f"blobs/sha256/{hexof(sha(config))}",
             "RepoTags": ["nginx:1.27", "web:prod"],
-            "Layers": [f"blobs/sha256/{hexof(sha(BASE))}", f"blobs/sha256/{hexof(sha(APP))}"],
+            "Layers": [f"blobs/sha256/{hexof(sha(BASE))}", f"blobs/sha256/{hexof(sha(app))}"],
         }
     ]
     members: list[Any] = [("blobs/", None), ("blobs/sha256/", None)]
-    members += [(f"blobs/sha256/{hexof(sha(b))}", b) for b in (BASE, APP, config, manifest)]
+    members += [(f"blobs/sha256/{hexof(sha(b))}", b) for b in (BASE, app, config, manifest)]
     members += [
         ("index.json", json.dumps(index).encode()),
         ("manifest.json", json.dumps(docker_manifest).encode()),
         ("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
-        ("repositories", json.dumps({"nginx": {"1.27": hexof(sha(APP))}}).encode()),
+        ("repositories", json.dumps({"nginx": {"1.27": hexof(sha(app))}}).encode()),
     ]
     return archive(members), sha(config), sha(manifest)
 
 
-def load(store: FakeStore, data: bytes, **kwargs: Any) -> list[str]:
+def load(store: StoreUnderTest, data: bytes, **kwargs: Any) -> list[str]:
     return load_archive(store, io.BytesIO(data), **kwargs)
 
 
-def assert_unchanged(store: FakeStore, before: tuple) -> None:
+def assert_unchanged(store: StoreUnderTest, before: tuple) -> None:
     assert store.snapshot() == before
-    assert list(store.tmp.iterdir()) == [], "staging files left behind"
+    leftovers = [path for path in store.tmp_dir.rglob("*") if not path.is_dir()]
+    assert leftovers == [], "staging files left behind"
 
 
 # ------------------------------------------------------------------------------------------ load
 
 
-def test_classic_docker_save_builds_a_manifest_for_plain_tar_layers(store: FakeStore) -> None:
+def test_classic_docker_save_builds_a_manifest_for_plain_tar_layers(store: StoreUnderTest) -> None:
     data, config_digest = classic_docker_save()
     assert load(store, data, platform=AMD64) == ["docker.io/library/busybox:1.36"]
     image = store.resolve("busybox:1.36")
@@ -358,16 +298,18 @@ def test_classic_docker_save_builds_a_manifest_for_plain_tar_layers(store: FakeS
     assert manifest["mediaType"] == mf.OCI_MANIFEST
     assert [layer["digest"] for layer in manifest["layers"]] == [sha(BASE), sha(APP), sha(BASE)]
     assert {layer["mediaType"] for layer in manifest["layers"]} == {mf.OCI_LAYER}
-    assert list(store.tmp.iterdir()) == []
+    assert [path for path in store.tmp_dir.rglob("*") if not path.is_dir()] == []
 
 
-def test_untagged_docker_archive_returns_the_image_id(store: FakeStore) -> None:
+def test_untagged_docker_archive_returns_the_image_id(store: StoreUnderTest) -> None:
     data, config_digest = classic_docker_save(tags=None)
     assert load(store, data, platform=AMD64) == [config_digest]
     assert store.tags == {}
 
 
-def test_docker_archive_with_gzip_layers_checks_diff_ids_of_the_decompressed_tar(store: FakeStore) -> None:
+def test_docker_archive_with_gzip_layers_checks_diff_ids_of_the_decompressed_tar(
+    store: StoreUnderTest,
+) -> None:
     packed = gzip.compress(APP, mtime=0)
     config = image_config([sha(APP)])
     manifest = [{"Config": "c.json", "RepoTags": ["localhost:5000/app:v1"], "Layers": ["l/layer.tar.gz"]}]
@@ -379,7 +321,7 @@ def test_docker_archive_with_gzip_layers_checks_diff_ids_of_the_decompressed_tar
     assert stored["layers"] == [{"mediaType": mf.OCI_LAYER_GZIP, "digest": sha(packed), "size": len(packed)}]
 
 
-def test_docker25_archive_keeps_the_manifest_digest_and_every_tag(store: FakeStore) -> None:
+def test_docker25_archive_keeps_the_manifest_digest_and_every_tag(store: StoreUnderTest) -> None:
     data, config_digest, manifest_digest = docker25_save()
     loaded = load(store, data, platform=AMD64)
     assert sorted(loaded) == ["docker.io/library/nginx:1.27", "docker.io/library/web:prod"]
@@ -387,7 +329,7 @@ def test_docker25_archive_keeps_the_manifest_digest_and_every_tag(store: FakeSto
     assert store.images[config_digest]["manifest"] == manifest_digest
 
 
-def test_oci_layout_with_two_platforms_loads_only_this_machines(store: FakeStore) -> None:
+def test_oci_layout_with_two_platforms_loads_only_this_machines(store: StoreUnderTest) -> None:
     data, images = two_platform_layout()
     loaded = load(store, data, platform=AMD64)
     assert loaded == ["registry.example:5000/team/app:2.1"]
@@ -397,13 +339,13 @@ def test_oci_layout_with_two_platforms_loads_only_this_machines(store: FakeStore
     assert sha(images["arm64"][2]) not in store.blobs  # the other platform's layer is not kept
 
 
-def test_oci_layout_selects_arm64_when_asked(store: FakeStore) -> None:
+def test_oci_layout_selects_arm64_when_asked(store: StoreUnderTest) -> None:
     data, images = two_platform_layout()
     load(store, data, platform=Platform("linux", "arm64", "v8"))
     assert list(store.images) == [sha(images["arm64"][1])]
 
 
-def test_oci_layout_without_this_platform_is_refused(store: FakeStore) -> None:
+def test_oci_layout_without_this_platform_is_refused(store: StoreUnderTest) -> None:
     data, _ = two_platform_layout()
     before = store.snapshot()
     with pytest.raises(ArchiveError, match="no manifest for platform linux/s390x"):
@@ -411,12 +353,12 @@ def test_oci_layout_without_this_platform_is_refused(store: FakeStore) -> None:
     assert_unchanged(store, before)
 
 
-def test_bare_tag_ref_name_loads_untagged(store: FakeStore) -> None:
+def test_bare_tag_ref_name_loads_untagged(store: StoreUnderTest) -> None:
     data, images = two_platform_layout(ref_name="latest")
     assert load(store, data, platform=AMD64) == [sha(images["amd64"][1])]
 
 
-def test_gzip_compressed_archive_is_read_too(store: FakeStore) -> None:
+def test_gzip_compressed_archive_is_read_too(store: StoreUnderTest) -> None:
     data, _ = classic_docker_save()
     assert load(store, gzip.compress(data), platform=AMD64) == ["docker.io/library/busybox:1.36"]
 
@@ -424,7 +366,7 @@ def test_gzip_compressed_archive_is_read_too(store: FakeStore) -> None:
 # ----------------------------------------------------------------------------- broken archives
 
 
-def test_corrupt_layer_blob_is_named_and_nothing_is_stored(store: FakeStore) -> None:
+def test_corrupt_layer_blob_is_named_and_nothing_is_stored(store: StoreUnderTest) -> None:
     data, images = two_platform_layout()
     packed = images["amd64"][2]
     damaged = data.replace(packed[40:80], bytes(b ^ 0xFF for b in packed[40:80]))
@@ -436,7 +378,7 @@ def test_corrupt_layer_blob_is_named_and_nothing_is_stored(store: FakeStore) -> 
     assert_unchanged(store, before)
 
 
-def test_truncated_inside_a_member(store: FakeStore) -> None:
+def test_truncated_inside_a_member(store: StoreUnderTest) -> None:
     data, _, _ = docker25_save()
     cut = data[: data.index(APP) + 100]
     before = store.snapshot()
@@ -446,7 +388,7 @@ def test_truncated_inside_a_member(store: FakeStore) -> None:
     assert_unchanged(store, before)
 
 
-def test_truncated_between_members_misses_the_end_marker(store: FakeStore) -> None:
+def test_truncated_between_members_misses_the_end_marker(store: StoreUnderTest) -> None:
     data, _, _ = docker25_save()
     buf = io.BytesIO(data)
     with tarfile.open(fileobj=buf) as tar:
@@ -457,7 +399,7 @@ def test_truncated_between_members_misses_the_end_marker(store: FakeStore) -> No
     assert caught.value.subject == "repositories"
 
 
-def test_missing_blob_is_named(store: FakeStore) -> None:
+def test_missing_blob_is_named(store: StoreUnderTest) -> None:
     _, images = two_platform_layout()
     config = images["amd64"][1]
     data, _ = two_platform_layout(drop=sha(config))
@@ -468,7 +410,7 @@ def test_missing_blob_is_named(store: FakeStore) -> None:
     assert_unchanged(store, before)
 
 
-def test_layer_that_does_not_match_its_diff_id(store: FakeStore) -> None:
+def test_layer_that_does_not_match_its_diff_id(store: StoreUnderTest) -> None:
     config = image_config([sha(BASE)])  # says BASE, archive carries APP
     manifest = [{"Config": "c.json", "RepoTags": ["x:1"], "Layers": ["a/layer.tar"]}]
     data = archive(
@@ -481,7 +423,7 @@ def test_layer_that_does_not_match_its_diff_id(store: FakeStore) -> None:
     assert_unchanged(store, before)
 
 
-def test_blob_whose_content_is_not_its_name(store: FakeStore) -> None:
+def test_blob_whose_content_is_not_its_name(store: StoreUnderTest) -> None:
     config = image_config([sha(APP)])
     manifest = oci_manifest(config, [APP], media=mf.OCI_LAYER)
     index = {
@@ -500,9 +442,8 @@ def test_blob_whose_content_is_not_its_name(store: FakeStore) -> None:
     assert_unchanged(store, before)
 
 
-def test_a_hostile_layer_registers_no_image_and_drops_the_added_blobs(store: FakeStore) -> None:
-    data, _, _ = docker25_save()
-    store.hostile.add(sha(APP))
+def test_a_hostile_layer_registers_no_image_and_drops_the_added_blobs(store: StoreUnderTest) -> None:
+    data, _, _ = docker25_save(app=layer_tar({"srv/../../escape": b"out of the layer"}))
     before = store.snapshot()
     with pytest.raises(UnsafeLayerError):
         load(store, data, platform=AMD64)
@@ -519,12 +460,12 @@ def test_a_hostile_layer_registers_no_image_and_drops_the_added_blobs(store: Fak
         (archive([("manifest.json", b"{not json")]), "not valid JSON"),
     ],
 )
-def test_not_an_image_archive(store: FakeStore, data: bytes, message: str) -> None:
+def test_not_an_image_archive(store: StoreUnderTest, data: bytes, message: str) -> None:
     with pytest.raises(ArchiveError, match=message):
         load(store, data, platform=AMD64)
 
 
-def test_sizes_in_descriptors_are_checked(store: FakeStore) -> None:
+def test_sizes_in_descriptors_are_checked(store: StoreUnderTest) -> None:
     config = image_config([sha(APP)])
     manifest = json.loads(oci_manifest(config, [APP], media=mf.OCI_LAYER))
     manifest["layers"][0]["size"] += 1
@@ -544,7 +485,7 @@ def test_sizes_in_descriptors_are_checked(store: FakeStore) -> None:
 # ------------------------------------------------------------------------------------------ save
 
 
-def save(store: FakeStore, refs: list[str], fmt: str) -> bytes:
+def save(store: StoreUnderTest, refs: list[str], fmt: str) -> bytes:
     out = io.BytesIO()
     save_archive(store, refs, out, format=fmt)
     return out.getvalue()
@@ -557,7 +498,7 @@ def names(data: bytes) -> list[str]:
 
 @pytest.mark.parametrize("fmt", ["docker", "oci"])
 def test_round_trip_keeps_ids_and_manifest_digests(
-    store: FakeStore, other_store: FakeStore, fmt: str
+    store: StoreUnderTest, other_store: StoreUnderTest, fmt: str
 ) -> None:
     load(store, docker25_save()[0], platform=AMD64)
     load(store, two_platform_layout()[0], platform=AMD64)
@@ -571,7 +512,7 @@ def test_round_trip_keeps_ids_and_manifest_digests(
     assert save(other_store, refs, fmt) == data  # byte for byte: deterministic output
 
 
-def test_docker_format_is_what_docker_25_writes(store: FakeStore) -> None:
+def test_docker_format_is_what_docker_25_writes(store: StoreUnderTest) -> None:
     _, config_digest, manifest_digest = docker25_save()
     load(store, docker25_save()[0], platform=AMD64)
     data = save(store, ["nginx:1.27"], "docker")
@@ -599,7 +540,7 @@ def test_docker_format_is_what_docker_25_writes(store: FakeStore) -> None:
     assert repositories == {"nginx": {"1.27": hexof(sha(APP))}}
 
 
-def test_oci_format_has_no_docker_files_and_full_ref_names(store: FakeStore) -> None:
+def test_oci_format_has_no_docker_files_and_full_ref_names(store: StoreUnderTest) -> None:
     load(store, docker25_save()[0], platform=AMD64)
     data = save(store, ["web:prod"], "oci")
     assert "manifest.json" not in names(data) and "repositories" not in names(data)
@@ -611,21 +552,21 @@ def test_oci_format_has_no_docker_files_and_full_ref_names(store: FakeStore) -> 
     )
 
 
-def test_saving_by_id_records_no_tag(store: FakeStore, other_store: FakeStore) -> None:
+def test_saving_by_id_records_no_tag(store: StoreUnderTest, other_store: StoreUnderTest) -> None:
     _, config_digest, _ = docker25_save()
     load(store, docker25_save()[0], platform=AMD64)
     data = save(store, [config_digest], "docker")
     assert load(other_store, data, platform=AMD64) == [config_digest]
 
 
-def test_save_refuses_unknown_format_and_unknown_image(store: FakeStore) -> None:
+def test_save_refuses_unknown_format_and_unknown_image(store: StoreUnderTest) -> None:
     with pytest.raises(ArchiveError, match="unknown archive format"):
         save(store, ["x"], "tar")
     with pytest.raises(ImageNotFound):
         save(store, ["nope:1"], "docker")
 
 
-def test_zstd_layers_round_trip(store: FakeStore, other_store: FakeStore) -> None:
+def test_zstd_layers_round_trip(store: StoreUnderTest, other_store: StoreUnderTest) -> None:
     packed = zstandard.ZstdCompressor().compress(TOP)
     config = image_config([sha(TOP)])
     manifest = [{"Config": "c.json", "RepoTags": ["z:1"], "Layers": ["t.tar.zst"]}]
