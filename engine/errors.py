@@ -73,3 +73,7 @@ class Cancelled(EngineError):
     """The user interrupted the operation; nothing partial was kept."""
 
     exit_code = 130
+
+
+class InvalidChange(EngineError):
+    """An `image import --change` instruction that is unknown or malformed."""

@@ -22,13 +22,11 @@ import hashlib
 import json
 import os
 import re
-import shlex
-import signal
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from engine.errors import (
@@ -40,6 +38,7 @@ from engine.errors import (
     InvalidReference,
 )
 from engine.images import manifest as mf
+from engine.images.changes import apply_changes
 from engine.images.reference import Reference, parse_reference
 from engine.images.types import Descriptor, Image, Layer, Platform
 from engine.state import StateRoot
@@ -930,157 +929,3 @@ def _os_error(exc: OSError, subject: str) -> EngineError | OSError:
     if exc.errno in _DISK_FULL:
         return DiskFullError("no space left in the state root; nothing was kept", subject=subject)
     return exc
-
-
-# ----------------------------------------------------------------------------- import: --change lines
-
-_CHANGE_KEYS = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "USER", "WORKDIR", "VOLUME", "STOPSIGNAL")
-
-
-class InvalidChange(EngineError):
-    """Placeholder until engine/errors.py grows its own class (see report); kept local to this module."""
-
-
-def apply_changes(config: dict[str, Any], changes: Sequence[str]) -> dict[str, Any]:
-    """Apply `--change` Dockerfile instructions to a container config (OCI `config` object) copy."""
-    result = json.loads(json.dumps(config))
-    for change in changes:
-        keyword, _, rest = change.strip().partition(" ")
-        keyword = keyword.upper()
-        rest = rest.strip()
-        if keyword not in _CHANGE_KEYS:
-            raise InvalidChange(
-                f"{keyword or 'empty'} is not a supported change (allowed: {', '.join(_CHANGE_KEYS)})",
-                subject=change,
-            )
-        if not rest:
-            raise InvalidChange(f"{keyword} needs an argument", subject=change)
-        _APPLY[keyword](result, rest, change)
-    return result
-
-
-def _json_list(rest: str) -> list[str] | None:
-    """The JSON (exec) form if `rest` is a JSON array of strings, else None (shell form)."""
-    if not rest.startswith("["):
-        return None
-    try:
-        value = json.loads(rest)
-    except ValueError:
-        return None
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return value
-    return None
-
-
-def _command(rest: str) -> list[str]:
-    exec_form = _json_list(rest)
-    return exec_form if exec_form is not None else ["/bin/sh", "-c", rest]
-
-
-def _words(rest: str, change: str) -> list[str]:
-    try:
-        return shlex.split(rest)
-    except ValueError as exc:
-        raise InvalidChange(f"cannot parse arguments: {exc}", subject=change) from exc
-
-
-def _pairs(rest: str, change: str, keyword: str) -> list[tuple[str, str]]:
-    """`k=v k2="v 2"` pairs, or the legacy single `key value` form."""
-    words = _words(rest, change)
-    if "=" not in words[0]:
-        key, _, value = rest.partition(" ")
-        if not value.strip():
-            raise InvalidChange(f"{keyword} needs key=value (or 'key value')", subject=change)
-        return [(key, " ".join(_words(value, change)))]
-    pairs = []
-    for word in words:
-        key, eq, value = word.partition("=")
-        if not eq or not key:
-            raise InvalidChange(f"{keyword} expects key=value, got {word!r}", subject=change)
-        pairs.append((key, value))
-    return pairs
-
-
-def _set_cmd(config: dict, rest: str, change: str) -> None:
-    config["Cmd"] = _command(rest)
-
-
-def _set_entrypoint(config: dict, rest: str, change: str) -> None:
-    config["Entrypoint"] = _command(rest)
-
-
-def _set_env(config: dict, rest: str, change: str) -> None:
-    env = list(config.get("Env") or [])
-    for key, value in _pairs(rest, change, "ENV"):
-        env = [e for e in env if e.partition("=")[0] != key] + [f"{key}={value}"]
-    config["Env"] = env
-
-
-def _set_label(config: dict, rest: str, change: str) -> None:
-    labels = dict(config.get("Labels") or {})
-    labels.update(_pairs(rest, change, "LABEL"))
-    config["Labels"] = labels
-
-
-def _set_expose(config: dict, rest: str, change: str) -> None:
-    ports = dict(config.get("ExposedPorts") or {})
-    for word in _words(rest, change):
-        number, _, proto = word.partition("/")
-        proto = (proto or "tcp").lower()
-        low, _, high = number.partition("-")
-        if proto not in ("tcp", "udp", "sctp") or not low.isdigit() or (high and not high.isdigit()):
-            raise InvalidChange(f"invalid port {word!r}", subject=change)
-        first, last = int(low), int(high or low)
-        if not 0 < first <= last <= 65535:
-            raise InvalidChange(f"invalid port range {word!r}", subject=change)
-        for port in range(first, last + 1):
-            ports[f"{port}/{proto}"] = {}
-    config["ExposedPorts"] = ports
-
-
-def _set_user(config: dict, rest: str, change: str) -> None:
-    config["User"] = rest
-
-
-def _set_workdir(config: dict, rest: str, change: str) -> None:
-    base = PurePosixPath(config.get("WorkingDir") or "/")
-    config["WorkingDir"] = os.path.normpath(str(base / rest))
-
-
-def _set_volume(config: dict, rest: str, change: str) -> None:
-    paths = _json_list(rest)
-    volumes = dict(config.get("Volumes") or {})
-    for path in paths if paths is not None else _words(rest, change):
-        if not path:
-            raise InvalidChange("VOLUME needs a path", subject=change)
-        volumes[path] = {}
-    config["Volumes"] = volumes
-
-
-def _set_stopsignal(config: dict, rest: str, change: str) -> None:
-    if not _valid_signal(rest):
-        raise InvalidChange(f"invalid stop signal {rest!r}", subject=change)
-    config["StopSignal"] = rest
-
-
-def _valid_signal(text: str) -> bool:
-    if text.isdigit():
-        return 0 < int(text) < signal.NSIG
-    name = text.upper()
-    name = name if name.startswith("SIG") else f"SIG{name}"
-    if re.fullmatch(r"SIGRTM(IN|AX)([+-]\d+)?", name):
-        return True
-    return name in signal.Signals.__members__
-
-
-_APPLY: dict[str, Callable[[dict, str, str], None]] = {
-    "CMD": _set_cmd,
-    "ENTRYPOINT": _set_entrypoint,
-    "ENV": _set_env,
-    "EXPOSE": _set_expose,
-    "LABEL": _set_label,
-    "USER": _set_user,
-    "WORKDIR": _set_workdir,
-    "VOLUME": _set_volume,
-    "STOPSIGNAL": _set_stopsignal,
-}

@@ -17,7 +17,8 @@ import pytest
 from engine.errors import DigestMismatch, EngineError, ImageInUse, ImageNotFound, InvalidReference
 from engine.images import manifest as mf
 from engine.images import store as store_mod
-from engine.images.store import ImageStore, apply_changes
+from engine.images.changes import apply_changes
+from engine.images.store import ImageStore
 from engine.images.types import Descriptor, Platform
 from engine.state import StateRoot
 
