@@ -153,21 +153,18 @@ class Engine:
     def last_pulled(self, ref: str) -> datetime | None:
         """When `ref` was last pulled (for pull_policy daily/weekly/every_<d>); None if never.
 
-        Uses the `pulls` table when the schema has one, else the time the tagged image entered the store.
+        An image that is in the store but was never pulled (imported, loaded) counts from when it arrived.
         """
         name = _canonical(ref)
         db = self.root.db
-        if _has_table(db, "pulls"):
-            row = db.query_one("SELECT pulled FROM pulls WHERE name = ?", (name,))
-        else:
-            row = db.query_one(_ADDED_BY_TAG, (name,))
+        row = db.query_one("SELECT pulled FROM pulls WHERE name = ?", (name,)) or db.query_one(
+            _ADDED_BY_TAG, (name,)
+        )
         value = _row_value(row, "pulled")
         return _parse_time(value) if value else None
 
     def _record_pull(self, ref: str) -> None:
         db = self.root.db
-        if not _has_table(db, "pulls"):
-            return
         now = datetime.now(UTC).isoformat()
         with db.transaction():
             db.execute(_UPSERT_PULL, (_canonical(ref), now))
@@ -185,11 +182,6 @@ def _canonical(ref: str) -> str:
     from engine.images.reference import parse_reference
 
     return parse_reference(ref).canonical
-
-
-def _has_table(db, name: str) -> bool:
-    row = db.query_one("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
-    return row is not None
 
 
 def _row_value(row, key: str):

@@ -75,8 +75,13 @@ def _migrate_to_v1(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _migrate_to_v2(conn: sqlite3.Connection) -> None:
+    """When each reference was last pulled, for pull_policy daily / weekly / every_<duration>."""
+    conn.execute("CREATE TABLE pulls (name TEXT PRIMARY KEY, pulled TEXT NOT NULL)")
+
+
 # Append only: MIGRATIONS[n] takes a database from version n to n + 1. Never edit a released step.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_to_v1,)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_to_v1, _migrate_to_v2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -95,7 +95,7 @@ def test_open_creates_private_layout_and_current_schema(root):
         assert directory.is_relative_to(root.path)
     assert root.blobs_dir == root.path / "blobs" / "sha256"
     assert (root.path / "pycompose.db").is_file()
-    assert root.db.schema_version() == SCHEMA_VERSION == 1
+    assert root.db.schema_version() == SCHEMA_VERSION == 2
     tables = {r[0] for r in root.db.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {
         "meta",
@@ -192,27 +192,28 @@ def test_newer_schema_is_refused_naming_both_versions(tmp_path):
 
 def test_migrations_run_once_in_order_and_record_the_version(tmp_path):
     path = tmp_path / "db.sqlite"
-    Database(path).close()  # a v1 database, as the released code writes it
+    Database(path).close()  # a database as the released code writes it
     calls: list[int] = []
+    released = len(MIGRATIONS)
 
-    def to_v2(conn):
-        calls.append(2)
+    def add_containers(conn):
+        calls.append(released + 1)
         conn.execute("CREATE TABLE containers (id TEXT PRIMARY KEY)")
 
-    def to_v3(conn):
-        calls.append(3)
+    def add_name(conn):
+        calls.append(released + 2)
         conn.execute("ALTER TABLE containers ADD COLUMN name TEXT")
 
-    newer = (*MIGRATIONS, to_v2, to_v3)
+    newer = (*MIGRATIONS, add_containers, add_name)
     db = Database(path, migrations=newer)
-    assert calls == [2, 3]
-    assert db.schema_version() == 3
+    assert calls == [released + 1, released + 2]
+    assert db.schema_version() == released + 2
     db.execute("INSERT INTO containers (id, name) VALUES ('c1', 'web')")
     db.close()
     again = Database(path, migrations=newer)  # nothing left to do
-    assert calls == [2, 3]
+    assert calls == [released + 1, released + 2]
     again.close()
-    with pytest.raises(StateError, match="3 is newer"):
+    with pytest.raises(StateError, match=f"{released + 2} is newer"):
         Database(path)
 
 
@@ -227,7 +228,7 @@ def test_a_failing_migration_leaves_the_old_version_intact(tmp_path):
     with pytest.raises(RuntimeError):
         Database(path, migrations=(*MIGRATIONS, broken))
     db = Database(path)
-    assert db.schema_version() == 1
+    assert db.schema_version() == SCHEMA_VERSION
     assert db.scalar("SELECT count(*) FROM sqlite_master WHERE name = 'half_done'") == 0
     db.close()
 
@@ -641,3 +642,13 @@ def test_collect_orphans_removes_files_without_rows(root, holder):
     assert sorted(removed) == sorted([str(orphan_blob), str(orphan_layer)])
     assert not orphan_blob.exists() and not orphan_layer.exists()
     assert root.blob_path(digest(101)).exists() and root.layer_path(digest(1)).is_dir()
+
+
+def test_a_version_1_database_migrates_to_the_pulls_table(tmp_path):
+    path = tmp_path / "db.sqlite"
+    Database(path, migrations=MIGRATIONS[:1]).close()  # what the first release wrote
+    db = Database(path)
+    assert db.schema_version() == SCHEMA_VERSION
+    db.execute("INSERT INTO pulls (name, pulled) VALUES ('docker.io/library/nginx:latest', '2026-11-21')")
+    assert db.scalar("SELECT count(*) FROM pulls") == 1
+    db.close()
