@@ -77,3 +77,15 @@ class Cancelled(EngineError):
 
 class InvalidChange(EngineError):
     """An `image import --change` instruction that is unknown or malformed."""
+
+
+class InvalidCommand(EngineError):
+    """A container has nothing to run (no entrypoint and no command), or an empty executable name."""
+
+
+class UnknownUser(EngineError):
+    """A container `user` / `group_add` names a user or group its /etc/passwd or /etc/group lacks."""
+
+
+class ContainerStartError(EngineError):
+    """Setting up or starting a container's process failed (mounts, namespaces, exec); names the step."""
