@@ -89,3 +89,11 @@ class UnknownUser(EngineError):
 
 class ContainerStartError(EngineError):
     """Setting up or starting a container's process failed (mounts, namespaces, exec); names the step."""
+
+
+class CgroupError(EngineError):
+    """A container's cgroup cannot be created, configured, frozen or removed (names the file or setting)."""
+
+
+class UnsupportedSetting(CgroupError):
+    """A resource setting this host's cgroup layout cannot enforce; refused rather than silently ignored."""
