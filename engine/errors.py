@@ -97,3 +97,15 @@ class CgroupError(EngineError):
 
 class UnsupportedSetting(CgroupError):
     """A resource setting this host's cgroup layout cannot enforce; refused rather than silently ignored."""
+
+
+class VolumeError(EngineError):
+    """A named volume cannot be created, used or removed as asked (bad name, options, subpath)."""
+
+
+class VolumeNotFound(VolumeError):
+    """No volume of that name (an `external` volume is never created for the user)."""
+
+
+class VolumeInUse(VolumeError):
+    """The volume is still mounted by a container; removing it would pull data from under it."""
