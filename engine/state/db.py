@@ -80,8 +80,31 @@ def _migrate_to_v2(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE pulls (name TEXT PRIMARY KEY, pulled TEXT NOT NULL)")
 
 
+def _migrate_to_v3(conn: sqlite3.Connection) -> None:
+    """Named volumes, and which containers use each (a volume in use cannot be removed)."""
+    conn.execute(
+        """CREATE TABLE volumes (
+            name TEXT PRIMARY KEY,
+            driver TEXT NOT NULL,
+            options TEXT NOT NULL,
+            labels TEXT NOT NULL,
+            created TEXT NOT NULL)"""
+    )
+    conn.execute(
+        """CREATE TABLE volume_users (
+            volume TEXT NOT NULL REFERENCES volumes (name),
+            container TEXT NOT NULL,
+            PRIMARY KEY (volume, container))"""
+    )
+    conn.execute("CREATE INDEX volume_users_container ON volume_users (container)")
+
+
 # Append only: MIGRATIONS[n] takes a database from version n to n + 1. Never edit a released step.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_to_v1, _migrate_to_v2)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _migrate_to_v1,
+    _migrate_to_v2,
+    _migrate_to_v3,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
