@@ -109,3 +109,7 @@ class VolumeNotFound(VolumeError):
 
 class VolumeInUse(VolumeError):
     """The volume is still mounted by a container; removing it would pull data from under it."""
+
+
+class SecurityError(EngineError):
+    """A capability, seccomp profile, ulimit or sysctl that is invalid or cannot be applied."""
