@@ -1,0 +1,20 @@
+"""Volumes: named volumes under the state root, their use by containers, and Docker's copy-up.
+
+Modules (one job each):
+- `store`   `VolumeStore`: create / get / list / inspect / remove / prune named volumes (`local` driver,
+            driver_opts for bind and tmpfs), in-use tracking, `mount_source()` for the rootfs code,
+            copy-up from the image (`populate_from_image`) and `subpath` resolution.
+
+Bind mounts and plain `tmpfs` mounts of a service need no store: the rootfs code mounts them directly.
+"""
+
+from engine.volumes.store import (
+    ANONYMOUS_LABEL,
+    PruneReport,
+    Volume,
+    VolumeStore,
+    labels_match,
+    validate_name,
+)
+
+__all__ = ["ANONYMOUS_LABEL", "PruneReport", "Volume", "VolumeStore", "labels_match", "validate_name"]
