@@ -162,7 +162,7 @@ def plan_v1(r: Resources) -> list[Write]:
         out.append(Write("memory", "memory.soft_limit_in_bytes", value, "memory_reservation"))
     quota, period = _cpu_quota(r)
     if period is not None:
-        out.append(Write("cpu", "cpu.cfs_period_us", str(period), "cpu_period"))
+        out.append(Write("cpu", "cpu.cfs_period_us", str(period), "cpus" if r.cpus else "cpu_period"))
     if quota is not None:
         out.append(Write("cpu", "cpu.cfs_quota_us", str(quota), "cpus" if r.cpus else "cpu_quota"))
     if r.cpu_shares:
