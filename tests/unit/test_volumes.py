@@ -325,3 +325,82 @@ def test_subpath_of_a_tmpfs_volume_is_refused(store):
     volume = store.create("scratch", driver_opts={"type": "tmpfs", "device": "tmpfs"})
     with pytest.raises(VolumeError, match="subpath"):
         store.resolve_subpath(volume, "x")
+
+
+# -- CLI ---------------------------------------------------------------------------------------------------
+
+
+def _cli(tmp_path, *argv):
+    """Run `pycompose volume ...` on a state root under tmp_path; returns (exit code, stdout, stderr)."""
+    import argparse
+    import io
+
+    from compose.cli.commands import volume
+    from compose.cli.context import CliContext
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--root")
+    volume.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["--root", str(tmp_path / "cli-root"), "volume", *argv])
+    out, err = io.StringIO(), io.StringIO()
+    code = volume.run(args, CliContext(out, err))
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_cli_create_ls_inspect_rm(tmp_path):
+    import json
+
+    assert _cli(tmp_path, "create", "--label", "k=v", "data")[1] == "data\n"
+    assert _cli(tmp_path, "create", "other")[1] == "other\n"
+    code, out, _ = _cli(tmp_path, "ls")
+    assert code == 0 and out.splitlines()[0].split() == ["DRIVER", "VOLUME", "NAME"]
+    assert [line.split() for line in out.splitlines()[1:]] == [["local", "data"], ["local", "other"]]
+    assert _cli(tmp_path, "ls", "-q", "--filter", "label=k=v")[1] == "data\n"
+    assert _cli(tmp_path, "ls", "-q", "--filter", "label!=k", "--filter", "name=oth")[1] == "other\n"
+    assert _cli(tmp_path, "ls", "-q", "--filter", "dangling=false")[1] == ""
+    row = json.loads(_cli(tmp_path, "ls", "--format", "json", "-f", "name=data")[1])
+    assert row["Name"] == "data" and row["Labels"] == "k=v" and row["Driver"] == "local"
+    documents = json.loads(_cli(tmp_path, "inspect", "data")[1])
+    assert documents[0]["Name"] == "data" and documents[0]["Labels"] == {"k": "v"}
+    with pytest.raises(VolumeNotFound):
+        _cli(tmp_path, "inspect", "data", "nope")
+    assert _cli(tmp_path, "rm", "data", "other")[1] == "data\nother\n"
+    assert _cli(tmp_path, "ls", "-q")[1] == ""
+
+
+def test_cli_rm_refuses_a_volume_in_use_and_goes_on(tmp_path):
+    _cli(tmp_path, "create", "busy")
+    _cli(tmp_path, "create", "free")
+    with StateRoot.open(tmp_path / "cli-root") as state:
+        VolumeStore(state).mark_in_use("busy", "c1")
+    with pytest.raises(VolumeInUse):
+        _cli(tmp_path, "rm", "busy", "free")
+    assert _cli(tmp_path, "ls", "-q")[1] == "busy\n"
+
+
+def test_cli_prune_all_with_label(tmp_path):
+    _cli(tmp_path, "create", "--label", "app=x", "gone")
+    _cli(tmp_path, "create", "kept")
+    code, out, _ = _cli(tmp_path, "prune", "-f", "-a", "--filter", "label=app")
+    assert code == 0 and out.startswith("Deleted Volumes:\ngone\n\nTotal reclaimed space: ")
+    assert _cli(tmp_path, "ls", "-q")[1] == "kept\n"
+
+
+def test_cli_create_with_driver_opts_and_bad_input(tmp_path):
+    from compose.errors import UsageError
+
+    code, out, _ = _cli(tmp_path, "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "-o", "o=size=1m", "t1")
+    assert (code, out) == (0, "t1\n")
+    assert json_inspect(tmp_path, "t1")["Options"] == {"type": "tmpfs", "device": "tmpfs", "o": "size=1m"}
+    with pytest.raises(VolumeError, match="invalid volume name"):
+        _cli(tmp_path, "create", "x")
+    with pytest.raises(UsageError):
+        _cli(tmp_path, "ls", "--filter", "bogus=1")
+    anonymous = _cli(tmp_path, "create")[1].strip()
+    assert len(anonymous) == 64
+
+
+def json_inspect(tmp_path, name):
+    import json
+
+    return json.loads(_cli(tmp_path, "inspect", name)[1])[0]
