@@ -113,3 +113,7 @@ class VolumeInUse(VolumeError):
 
 class SecurityError(EngineError):
     """A capability, seccomp profile, ulimit or sysctl that is invalid or cannot be applied."""
+
+
+class InvalidPolicy(EngineError):
+    """A restart policy or healthcheck the supervisor cannot apply (`on-failure:x`, a negative retry)."""
