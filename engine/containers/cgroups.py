@@ -171,6 +171,19 @@ def plan_v1(r: Resources) -> list[Write]:
     return out
 
 
+def order_memsw_v1(writes: list[Write], current_limit: int | None) -> list[Write]:
+    """v1 wants memsw >= limit after every single write: when memsw grows past the limit in force
+    (an update that raises both), memsw must go first. `current_limit` None = unlimited."""
+    by_file = {w.file: w for w in writes}
+    limit, memsw = by_file.get("memory.limit_in_bytes"), by_file.get("memory.memsw.limit_in_bytes")
+    if limit is None or memsw is None or current_limit is None:
+        return writes
+    if memsw.value != "-1" and int(memsw.value) < current_limit:
+        return writes
+    rest = [w for w in writes if w not in (limit, memsw)]
+    return [memsw, limit, *rest]
+
+
 def plan_v2(r: Resources) -> list[Write]:
     """The v2 file writes for `r` (memory.swap.max counts swap alone: memory_swap - memory)."""
     _validate(r)
@@ -372,6 +385,9 @@ class Cgroup:
             writes, base = plan_v2(resources), None
         else:
             writes, base = plan_v1(resources), self.v1
+            if "memory" in self.v1:
+                current = _limit(_read(self.v1["memory"] / "memory.limit_in_bytes"))
+                writes = order_memsw_v1(writes, current)
         for w in writes:
             directory = self.unified if base is None else base.get(w.controller)
             if directory is None:

@@ -182,6 +182,15 @@ def test_stats_are_sane(make) -> None:
         assert group.pids() == [proc.pid]
 
 
+def test_limits_can_be_raised_and_lowered_again(make) -> None:
+    """v1 refuses memory.limit > memsw at any moment: both orders must work on an existing cgroup."""
+    group = make(Resources(memory=32 * MIB, memory_swap=32 * MIB))
+    group.apply(Resources(memory=128 * MIB, memory_swap=256 * MIB))
+    assert group.stats().memory_limit == 128 * MIB
+    group.apply(Resources(memory=16 * MIB, memory_swap=16 * MIB))
+    assert group.stats().memory_limit == 16 * MIB
+
+
 def test_unsupported_setting_is_named(make) -> None:
     """On this host v2 has no controllers: a v2-only view must refuse a memory limit, not ignore it."""
     layout = detect_layout()

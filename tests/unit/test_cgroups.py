@@ -14,6 +14,7 @@ from engine.containers.cgroups import (
     Cgroup,
     Layout,
     Write,
+    order_memsw_v1,
     parse_blkio_v1,
     parse_flat_keyed,
     parse_io_stat_v2,
@@ -117,6 +118,14 @@ def test_v1_order_limit_before_memsw_and_period_before_quota() -> None:
     assert names.index("cpu.cfs_period_us") < names.index("cpu.cfs_quota_us")
     assert files(writes)["cpu.cfs_quota_us"] == "150000"
     assert files(writes)["memory.memsw.limit_in_bytes"] == "-1"
+
+
+def test_v1_memsw_goes_first_when_an_update_raises_it_past_the_limit_in_force() -> None:
+    writes = plan_v1(Resources(memory=64 * MIB, memory_swap=128 * MIB, pids_limit=5))
+    first = [w.file for w in order_memsw_v1(writes, current_limit=32 * MIB)]
+    assert first[:2] == ["memory.memsw.limit_in_bytes", "memory.limit_in_bytes"]
+    assert order_memsw_v1(writes, current_limit=None) == writes  # fresh cgroup: limit first
+    assert order_memsw_v1(writes, current_limit=256 * MIB) == writes  # shrinking: limit first
 
 
 def test_v2_swap_max_is_swap_minus_memory() -> None:
