@@ -424,7 +424,7 @@ def evaluate(
 ) -> int:
     """Run `program` on one syscall as the kernel would and return the seccomp return value."""
     words = [args[i] if i < len(args) else 0 for i in range(6)]
-    data = struct.pack("=iIQ6Q", nr, arch, 0, *(w & 0xFFFFFFFFFFFFFFFF for w in words))
+    data = struct.pack("=IIQ6Q", nr & 0xFFFFFFFF, arch, 0, *(w & 0xFFFFFFFFFFFFFFFF for w in words))
     acc = 0
     pc = 0
     while True:
