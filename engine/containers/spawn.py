@@ -1,0 +1,327 @@
+"""Start a container, or run a command inside a running one: the ordered steps, no policy.
+
+Call these from a single-threaded process (the CLI before it starts threads, the supervisor, or a helper
+it forks first): they fork, and a fork of a multi-threaded Python process can deadlock on a lock another
+thread held. They also briefly switch this process's `pid_for_children` namespace around the fork.
+
+`start()`: the child is PID 1 of a new PID namespace and our direct child (so `wait()` works, no
+double fork): we unshare(CLONE_NEWPID), fork, and switch our own `pid_for_children` back at once. The
+child waits until the parent has put it in its cgroup, then unshares mount, UTS and IPC (and network
+for `network_mode: none`), builds the root filesystem (`rootfs.enter`), sets hostname and domainname,
+resolves the user in the container's own /etc/passwd, creates the working directory, applies the
+security hook, switches user and execs. Any failure before exec travels back through a close-on-exec
+pipe as the engine error it was, so `start()` either returns a running pid or raises.
+
+`exec_in()`: the same, but joining a running container's namespaces with setns(2) instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Protocol
+
+from engine import errors
+from engine.containers import rootfs, userdb
+from engine.containers import syscalls as sc
+from engine.containers.spec import ContainerSpec, Security
+from engine.errors import ContainerStartError, EngineError
+from engine.state.root import StateRoot
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+JOINED_NAMESPACES = (("ipc", sc.CLONE_NEWIPC), ("uts", sc.CLONE_NEWUTS), ("net", sc.CLONE_NEWNET))
+CHILD_FAILED = 125  # the exit status of a child that could not reach exec (Docker's "daemon error")
+
+Stdio = tuple[int, int, int]
+
+
+class CgroupLike(Protocol):
+    """What spawn needs of engine/containers/cgroups.Cgroup."""
+
+    def add(self, pid: int) -> None: ...
+
+
+def start(
+    spec: ContainerSpec,
+    root: StateRoot,
+    *,
+    stdio: Stdio = (0, 1, 2),
+    volumes: Mapping[str, str] | None = None,
+    cgroup: CgroupLike | None = None,
+) -> int:
+    """Create and start the container's PID 1; returns its host pid (wait for it with `wait`)."""
+    if not spec.process.args:
+        raise errors.InvalidCommand("no command specified", subject=spec.name)
+    paths = rootfs.prepare(spec, root)
+    flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC
+    if spec.network_mode == "none":
+        flags |= sc.CLONE_NEWNET
+    console = _console_of(stdio) if spec.process.tty else None
+
+    def child() -> None:
+        sc.unshare(flags)
+        rootfs.enter(spec, paths, volumes, console=console)
+        if spec.network_mode != "host" or spec.hostname:
+            sc.sethostname(rootfs.container_hostname(spec))
+        if spec.domainname:
+            sc.setdomainname(spec.domainname)
+        p = spec.process
+        _become(p.args, p.env, p.user, p.group_add, p.working_dir, spec.security, p.tty, stdio)
+
+    pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return _launch(child, spec.name, cgroup, pid_ns_fd=None, new_pid_ns=True, own_pid_ns=pid_ns)
+    finally:
+        os.close(pid_ns)
+
+
+def exec_in(
+    pid: int,
+    args: Sequence[str],
+    env: Sequence[tuple[str, str]] = (),
+    user: str | None = None,
+    workdir: str | None = None,
+    *,
+    group_add: Sequence[str] = (),
+    security: Security | None = None,
+    tty: bool = False,
+    stdio: Stdio = (0, 1, 2),
+    cgroup: CgroupLike | None = None,
+) -> int:
+    """Run `args` in the namespaces of the container whose PID 1 is `pid`; returns the new host pid."""
+    if not args:
+        raise errors.InvalidCommand("no command specified", subject=str(pid))
+    with _namespace_fds(pid) as fds:
+
+        def child() -> None:
+            for name, nstype in JOINED_NAMESPACES:
+                sc.setns(fds[name], nstype)
+            sc.setns(fds["mnt"], sc.CLONE_NEWNS)  # last: it changes our root and cwd
+            _become(args, env, user, group_add, workdir, security, tty, stdio)
+
+        own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return _launch(child, str(pid), cgroup, pid_ns_fd=fds["pid"], new_pid_ns=False, own_pid_ns=own)
+        finally:
+            os.close(own)
+
+
+def wait(pid: int) -> int:
+    """Reap `pid` and return its exit code the Docker way (128 + signal number when killed)."""
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def cleanup(root: StateRoot, container_id: str) -> None:
+    """Remove the container's writable layer and generated files (after its processes are gone)."""
+    rootfs.cleanup(root, container_id)
+
+
+# -- the fork ---------------------------------------------------------------------------------------
+
+
+def _launch(  # type: ignore[no-untyped-def]
+    child,
+    subject: str,
+    cgroup: CgroupLike | None,
+    *,
+    pid_ns_fd: int | None,
+    new_pid_ns: bool,
+    own_pid_ns: int,
+) -> int:
+    """Fork with the child in the target PID namespace, let it run `child`, report its failure."""
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    go_r, go_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        pid = _fork_in_pid_ns(pid_ns_fd, new_pid_ns, own_pid_ns)
+        if pid == 0:
+            _child_main(child, go_r, err_w, (err_r, go_w))
+        os.close(go_r)
+        os.close(err_w)
+        go_r = err_w = -1
+        _release(pid, go_w, cgroup, subject)
+        failure = _read_all(err_r)
+    finally:
+        for fd in (err_r, err_w, go_r, go_w):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+    if failure:
+        wait(pid)
+        raise _error_from(failure, subject)
+    return pid
+
+
+def _fork_in_pid_ns(pid_ns_fd: int | None, new_pid_ns: bool, own_pid_ns: int) -> int:
+    """os.fork() with the child in a new (or the given) PID namespace; ours is restored straight after."""
+    if new_pid_ns:
+        sc.unshare(sc.CLONE_NEWPID)
+    elif pid_ns_fd is not None:
+        sc.setns(pid_ns_fd, sc.CLONE_NEWPID)
+    pid = -1
+    try:
+        pid = os.fork()
+    finally:
+        if pid != 0:
+            sc.setns(own_pid_ns, sc.CLONE_NEWPID)
+    return pid
+
+
+def _release(pid: int, go_w: int, cgroup: CgroupLike | None, subject: str) -> None:
+    """Put the child in its cgroup (before it runs anything of the container), then let it go on."""
+    try:
+        if cgroup is not None:
+            cgroup.add(pid)
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        wait(pid)
+        raise
+    os.write(go_w, b"g")
+
+
+def _child_main(child, go_r: int, err_w: int, parent_fds: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    """In the forked child: wait for the go, run the steps; never returns into the caller's code."""
+    try:
+        for fd in parent_fds:
+            os.close(fd)
+        if os.read(go_r, 1) != b"g":
+            os._exit(CHILD_FAILED)
+        os.close(go_r)
+        os.umask(0o022)  # what containers get under Docker, whatever the caller's umask
+        child()
+        raise ContainerStartError("exec returned")
+    except BaseException as exc:  # everything goes back to the parent
+        with contextlib.suppress(BaseException):
+            os.write(err_w, _encode_error(exc))
+        os._exit(CHILD_FAILED)
+
+
+def _become(
+    args: Sequence[str],
+    env: Sequence[tuple[str, str]],
+    user: str | None,
+    group_add: Sequence[str],
+    workdir: str | None,
+    security: Security | None,
+    tty: bool,
+    stdio: Stdio,
+) -> None:
+    """The common tail (already inside the container's root): stdio, user, cwd, env, security, exec."""
+    _setup_stdio(stdio, tty)
+    who = userdb.read_and_resolve(user, group_add)
+    cwd = workdir or "/"
+    os.makedirs(cwd, mode=0o755, exist_ok=True)
+    environ = _environment(env, who.home, tty)
+    _apply_security(security)
+    os.setgroups(list(who.sgids))
+    os.setgid(who.gid)
+    os.setuid(who.uid)
+    os.chdir(cwd)
+    _reset_signals()
+    try:
+        os.execvpe(args[0], list(args), environ)
+    except OSError as exc:
+        raise ContainerStartError(f"exec {args[0]}: {exc.strerror}", subject=args[0]) from exc
+
+
+def _setup_stdio(stdio: Stdio, tty: bool) -> None:
+    """A new session, the given fds as 0/1/2 (and the terminal as controlling tty), nothing else open."""
+    os.setsid()
+    moved = [os.dup(fd) for fd in stdio]  # stdio may name 0..2 in another order
+    for target, fd in enumerate(moved):
+        os.dup2(fd, target)
+        os.close(fd)
+    if tty and os.isatty(0):
+        import fcntl
+        import termios
+
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    for fd in os.listdir("/proc/self/fd"):
+        if int(fd) > 2:
+            with contextlib.suppress(OSError):
+                os.set_inheritable(int(fd), False)
+
+
+def _environment(env: Sequence[tuple[str, str]], home: str, tty: bool) -> dict[str, str]:
+    """Image + service env with Docker's additions: PATH default, HOSTNAME, TERM for a tty, HOME."""
+    result = {"PATH": DEFAULT_PATH, "HOSTNAME": os.uname().nodename}
+    if tty:
+        result["TERM"] = "xterm"
+    result.update(userdb.with_home(env, home))
+    return result
+
+
+def _apply_security(security: Security | None) -> None:
+    """Engineer B's hook (capabilities, no_new_privs, seccomp...), when engine/containers/security exists."""
+    try:
+        from engine.containers.security import apply_process_security  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    apply_process_security(security or Security())
+
+
+def _reset_signals() -> None:
+    """Undo what Python set up for itself: SIGPIPE/SIGXFSZ ignored and any blocked signals survive exec."""
+    for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def _console_of(stdio: Stdio) -> str | None:
+    """The terminal device behind stdin, bound as the container's /dev/console."""
+    try:
+        return os.ttyname(stdio[0])
+    except OSError:
+        return None
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _namespace_fds(pid: int) -> Iterator[dict[str, int]]:
+    """Open /proc/<pid>/ns/* first (before joining any: the mount namespace changes what /proc is)."""
+    fds: dict[str, int] = {}
+    try:
+        for name in ("ipc", "uts", "net", "pid", "mnt"):
+            fds[name] = os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+        yield fds
+    except FileNotFoundError as exc:
+        raise ContainerStartError("container process is not running", subject=str(pid)) from exc
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _encode_error(exc: BaseException) -> bytes:
+    """The child's failure as JSON: an engine error keeps its class and subject across the fork."""
+    if isinstance(exc, EngineError):
+        body = {"type": type(exc).__name__, "message": exc.message, "subject": exc.subject}
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+        body = {"type": "ContainerStartError", "message": text, "trace": traceback.format_exc(limit=4)}
+    return json.dumps(body).encode()
+
+
+def _error_from(raw: bytes, subject: str) -> EngineError:
+    """Rebuild the child's error in the parent (unknown classes become ContainerStartError)."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return ContainerStartError(raw.decode(errors="replace"), subject=subject)
+    cls = getattr(errors, str(body.get("type")), ContainerStartError)
+    if not (isinstance(cls, type) and issubclass(cls, EngineError)):
+        cls = ContainerStartError
+    return cls(str(body.get("message")), subject=body.get("subject") or subject)

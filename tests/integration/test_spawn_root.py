@@ -1,0 +1,255 @@
+"""Real containers from the busybox root: isolation, filesystem, user, env, exec and cleanup.
+
+Every container is started through `run`/`started` below, which kill and reap it and remove its
+directories even when the test fails; the state root is a temp dir.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from rootfs_fixture import busybox_rootfs
+
+from engine.containers import rootfs, spawn
+from engine.containers.spec import ContainerSpec, Mount, Process, Security
+from engine.errors import ContainerStartError, UnknownUser
+from engine.state.root import StateRoot
+
+pytestmark = pytest.mark.root
+
+if os.geteuid() != 0:
+    pytest.skip("needs root", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def layer() -> str:
+    return str(busybox_rootfs())
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Iterator[StateRoot]:
+    root = StateRoot.open(tmp_path / "root")
+    try:
+        yield root
+    finally:
+        root.close()
+
+
+def make_spec(layer: str, *args: str, **kw) -> ContainerSpec:  # type: ignore[no-untyped-def]
+    process_keys = ("env", "user", "group_add", "working_dir")
+    process = Process(args=args, **{k: kw.pop(k) for k in process_keys if k in kw})
+    cid = "pyc-test-" + uuid.uuid4().hex[:12]
+    return ContainerSpec(id=cid, name=cid, image_id="sha256:test", layer_dirs=(layer,), process=process, **kw)
+
+
+@contextmanager
+def started(spec: ContainerSpec, state: StateRoot) -> Iterator[tuple[int, int]]:
+    """Start with stdout+stderr on a pipe; yield (pid, read end); always kill, reap and clean up."""
+    r, w = os.pipe()
+    null = os.open("/dev/null", os.O_RDONLY)
+    pid = None
+    try:
+        pid = spawn.start(spec, state, stdio=(null, w, w))
+        os.close(w)
+        w = -1
+        yield pid, r
+    finally:
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        for fd in (r, w, null):
+            if fd >= 0:
+                os.close(fd)
+        spawn.cleanup(state, spec.id)
+
+
+def read_all(fd: int) -> str:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
+def run(spec: ContainerSpec, state: StateRoot) -> tuple[int, str]:
+    """Run to completion: (exit code, output)."""
+    with started(spec, state) as (pid, r):
+        out = read_all(r)
+        code = spawn.wait(pid)
+        return code, out
+
+
+def test_pid1_is_the_command_and_only_own_processes(layer, state):
+    spec = make_spec(layer, "/bin/sh", "-c", "echo $$; cat /proc/1/cmdline | tr '\\0' ' '; echo; ls /proc")
+    code, out = run(spec, state)
+    lines = out.splitlines()
+    assert code == 0
+    assert lines[0] == "1"
+    assert lines[1].startswith("/bin/sh -c echo $$")
+    pids = sorted(int(x) for x in lines[2].split() if x.isdigit()) if len(lines) == 3 else None
+    pids = pids or sorted(int(x) for x in " ".join(lines[2:]).split() if x.isdigit())
+    assert pids[0] == 1 and len(pids) <= 3  # sh, ls (and maybe tr already gone)
+
+
+def test_hostname_domainname_and_etc_files(layer, state):
+    spec = make_spec(
+        layer,
+        "/bin/sh",
+        "-c",
+        "hostname; cat /proc/sys/kernel/domainname; cat /etc/hostname; cat /etc/hosts; cat /etc/resolv.conf",
+        hostname="pyc-test-host",
+        domainname="example.test",
+        extra_hosts=(("db.local", "10.1.2.3"),),
+        dns=("9.9.9.9",),
+    )
+    code, out = run(spec, state)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[:3] == ["pyc-test-host", "example.test", "pyc-test-host"]
+    assert "10.1.2.3\tdb.local" in out
+    assert "nameserver 9.9.9.9" in out and os.uname().nodename != "pyc-test-host"
+
+
+def test_no_host_mounts_root_is_overlay_and_writes_go_to_upper(layer, state):
+    marker = f"pyc-test-{uuid.uuid4().hex[:6]}"
+    spec = make_spec(layer, "/bin/sh", "-c", f"echo data > /{marker}; cat /proc/mounts")
+    with started(spec, state) as (pid, r):
+        out = read_all(r)
+        assert spawn.wait(pid) == 0
+        upper = rootfs.container_paths(state, spec.id).upper
+        assert (upper / marker).read_text() == "data\n"
+    assert not (Path(layer) / marker).exists()
+    mounts = [line.split() for line in out.splitlines()]
+    assert mounts[0][:3] == ["overlay", "/", "overlay"]
+    targets = {m[1] for m in mounts}
+    assert {"/proc", "/sys", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/etc/hosts"} <= targets
+    assert not any(t.startswith(("/work", "/var/lib", "/boot", "/home")) for t in targets)
+    assert str(state.path) not in out.replace("upperdir=", "").split("lowerdir")[0]
+
+
+def test_dev_masked_and_readonly_paths(layer, state):
+    script = (
+        "ls /dev | tr '\\n' ' '; echo; wc -c < /proc/keys; "
+        "(echo 1 > /proc/sys/kernel/ns_last_pid) 2>/dev/null && echo sys-writable || echo sys-ro; "
+        "(touch /sys/pyc) 2>/dev/null && echo sysfs-writable || echo sysfs-ro; "
+        "grep ' /dev/shm ' /proc/mounts"
+    )
+    spec = make_spec(layer, "/bin/sh", "-c", script, shm_size=8 * 1024 * 1024)
+    code, out = run(spec, state)
+    lines = out.splitlines()
+    assert code == 0
+    for name in ("null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "shm", "mqueue", "fd"):
+        assert name in lines[0].split()
+    assert lines[1].strip() == "0"
+    assert lines[2] == "sys-ro" and lines[3] == "sysfs-ro"
+    assert "size=8192k" in lines[4]
+
+
+def test_user_workdir_env(layer, state):
+    spec = make_spec(
+        layer,
+        "/bin/sh",
+        "-c",
+        "id -u; id -g; id -G; pwd; echo $FOO; echo $HOME; echo $PATH",
+        user="app",
+        group_add=("root",),
+        working_dir="/srv/pyc/work",
+        env=(("FOO", "bar baz"),),
+    )
+    code, out = run(spec, state)
+    assert code == 0
+    uid, gid, groups, cwd, foo, home, path = out.splitlines()
+    assert (uid, gid, cwd, foo, home) == ("1000", "1000", "/srv/pyc/work", "bar baz", "/home/app")
+    assert set(groups.split()) == {"1000", "50", "0"}
+    assert path.startswith("/usr/local/sbin")
+
+
+def test_mounts_bind_readonly_and_tmpfs_and_readonly_root(layer, state, tmp_path):
+    host_dir = tmp_path / "pyc-test-bind"
+    host_dir.mkdir()
+    (host_dir / "hello").write_text("from host\n")
+    script = (
+        "cat /data/hello; (echo x > /data/new) 2>/dev/null && echo data-rw || echo data-ro; "
+        "echo t > /scratch/t && cat /scratch/t; (touch /rootfile) 2>/dev/null && echo root-rw || echo root-ro"
+    )
+    mounts = (
+        Mount(type="bind", target="/data", source=str(host_dir), read_only=True),
+        Mount(type="tmpfs", target="/scratch", options=("size=1m", "mode=1777")),
+    )
+    spec = make_spec(layer, "/bin/sh", "-c", script, mounts=mounts, security=Security(read_only_rootfs=True))
+    code, out = run(spec, state)
+    assert code == 0
+    assert out.splitlines() == ["from host", "data-ro", "t", "root-ro"]
+    assert not (host_dir / "new").exists()
+
+
+def test_exec_in_joins_namespaces_and_filesystem(layer, state):
+    spec = make_spec(
+        layer, "/bin/sh", "-c", "echo ready > /tmp/mark; echo up; exec sleep 30", hostname="pyc-x"
+    )
+    with started(spec, state) as (pid, r):
+        assert os.read(r, 3) == b"up\n"
+        er, ew = os.pipe()
+        try:
+            epid = spawn.exec_in(
+                pid,
+                ["/bin/sh", "-c", "cat /tmp/mark; cat /proc/1/cmdline; echo; hostname; id -u; pwd"],
+                user="app",
+                workdir="/tmp",
+                stdio=(0, ew, ew),
+            )
+            os.close(ew)
+            ew = -1
+            out = read_all(er)
+            assert spawn.wait(epid) == 0
+        finally:
+            os.close(er)
+            if ew >= 0:
+                os.close(ew)
+        assert out.splitlines() == ["ready", "sleep\x0030\x00", "pyc-x", "1000", "/tmp"]
+
+
+def test_exit_code_and_signal(layer, state):
+    assert run(make_spec(layer, "/bin/sh", "-c", "exit 7"), state)[0] == 7
+    with started(make_spec(layer, "/bin/sh", "-c", "kill -9 $$; echo survived; exec sleep 30"), state) as (
+        pid,
+        r,
+    ):
+        assert os.read(r, 9) == b"survived\n"  # the kernel shields a PID 1 from signals of its own namespace
+        os.kill(pid, signal.SIGKILL)
+        assert spawn.wait(pid) == 137
+
+
+def test_start_errors_are_engine_errors_and_leave_nothing(layer, state):
+    spec = make_spec(layer, "/bin/true", user="nobody")
+    with pytest.raises(UnknownUser):
+        spawn.start(spec, state, stdio=(0, 1, 2))
+    spawn.cleanup(state, spec.id)
+    spec = make_spec(layer, "/no/such/binary")
+    with pytest.raises(ContainerStartError, match="exec /no/such/binary"):
+        spawn.start(spec, state, stdio=(0, 1, 2))
+    spawn.cleanup(state, spec.id)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+
+
+def test_cleanup_leaves_no_mount_or_dir(layer, state):
+    spec = make_spec(layer, "/bin/true")
+    code, _ = run(spec, state)
+    assert code == 0
+    base = rootfs.container_paths(state, spec.id).base
+    assert not base.exists()
+    assert str(base) not in Path("/proc/self/mounts").read_text()
+    time.sleep(0)
