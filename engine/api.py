@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from engine.images.store import ImageStore, PruneReport, RemoveReport
     from engine.images.types import Image, Platform
     from engine.state.root import StateRoot
+    from engine.volumes import VolumeStore
 
 ARCHIVE_FORMATS = ("docker", "oci")
 _ADDED_BY_TAG = (
@@ -36,6 +37,7 @@ class Engine:
     def __init__(self, root: StateRoot) -> None:
         self.root = root
         self._store: ImageStore | None = None
+        self._volumes: VolumeStore | None = None
         self._registry = None
 
     @classmethod
@@ -59,6 +61,15 @@ class Engine:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    @property
+    def volumes(self) -> VolumeStore:
+        """Named volumes of this state root."""
+        if self._volumes is None:
+            from engine.volumes import VolumeStore
+
+            self._volumes = VolumeStore(self.root)
+        return self._volumes
 
     @property
     def store(self) -> ImageStore:

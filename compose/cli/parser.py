@@ -55,7 +55,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def build_parser() -> ArgumentParser:
-    from compose.cli.commands import config, image, project_images, version
+    from compose.cli.commands import config, image, project_images, version, volume
 
     parser = ArgumentParser(
         prog="pycompose",
@@ -120,6 +120,7 @@ def build_parser() -> ArgumentParser:
     image.add_parser(subparsers)
     project_images.add_parser(subparsers)
     version.add_parser(subparsers)
+    volume.add_parser(subparsers)
     for name in PLANNED_COMMANDS:
         planned = subparsers.add_parser(name, add_help=False, prefix_chars="\0")
         planned.add_argument("rest", nargs=argparse.REMAINDER)

@@ -29,22 +29,21 @@ def run(args, context) -> int:
 
 
 class _opened:
-    """The volume store of the chosen state root, closed when the block ends."""
+    """The volume store of the chosen state root (through the engine API), closed when the block ends."""
 
     def __init__(self, args) -> None:
         self.args = args
-        self.root = None
+        self.engine = None
 
     def __enter__(self) -> VolumeStore:
-        from engine.state.root import StateRoot, resolve_root
-        from engine.volumes import VolumeStore
+        from engine.api import Engine
 
-        self.root = StateRoot.open(resolve_root(getattr(self.args, "root", None)))
-        return VolumeStore(self.root)
+        self.engine = Engine.open(getattr(self.args, "root", None))
+        return self.engine.volumes
 
     def __exit__(self, *exc_info: object) -> None:
-        if self.root is not None:
-            self.root.close()
+        if self.engine is not None:
+            self.engine.close()
 
 
 def _command(commands, name: str, handler, help: str, aliases=()):
