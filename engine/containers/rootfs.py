@@ -15,7 +15,8 @@ Steps of `enter`, in order (what runc does, in fewer lines):
  4. the spec's mounts (bind with propagation and read-only, volume, tmpfs), then /etc/hostname,
     /etc/hosts, /etc/resolv.conf, each as a bind of the generated file;
  5. pivot_root into `merged`, detach the old root;
- 6. Docker's masked and read-only paths, then the read-only root if asked.
+ 6. the spec's namespaced sysctls (checked by `security.plan_security`), Docker's masked and read-only
+    paths, then the read-only root if asked.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.containers import security
 from engine.containers import syscalls as sc
 from engine.containers.spec import ContainerSpec, Mount
 from engine.errors import ContainerStartError
@@ -213,6 +215,7 @@ def enter(
     volumes: Mapping[str, str] | None = None,
     *,
     console: str | None = None,
+    sysctls: Sequence[tuple[str, str]] = (),
 ) -> None:
     """Steps 1-6 of the module docstring. Run in the container's PID 1, after unshare(CLONE_NEWNS)."""
     merged = str(paths.merged)
@@ -226,6 +229,7 @@ def enter(
     for name in ("hostname", "hosts", "resolv.conf"):
         _step(f"mount /etc/{name}", _bind_file, str(paths.etc_file(name)), merged, f"/etc/{name}")
     _step("pivot_root", enter_root, merged)
+    _step("sysctls", security.apply_sysctls, sysctls)  # before /proc/sys turns read-only
     _step("mask paths", mask_paths, MASKED_PATHS)
     _step("read-only paths", readonly_paths, READONLY_PATHS)
     if spec.security.read_only_rootfs:

@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
 from engine import errors
-from engine.containers import rootfs, userdb
+from engine.containers import rootfs, security, userdb
 from engine.containers import syscalls as sc
 from engine.containers.spec import ContainerSpec, Security
 from engine.errors import ContainerStartError, EngineError
@@ -61,16 +61,17 @@ def start(
     if spec.network_mode == "none":
         flags |= sc.CLONE_NEWNET
     console = _console_of(stdio) if spec.process.tty else None
+    plan = security.plan_security(spec.security, host_network=spec.network_mode == "host")
 
     def child() -> None:
         sc.unshare(flags)
-        rootfs.enter(spec, paths, volumes, console=console)
+        rootfs.enter(spec, paths, volumes, console=console, sysctls=plan.sysctls)
         if spec.network_mode != "host" or spec.hostname:
             sc.sethostname(rootfs.container_hostname(spec))
         if spec.domainname:
             sc.setdomainname(spec.domainname)
         p = spec.process
-        _become(p.args, p.env, p.user, p.group_add, p.working_dir, spec.security, p.tty, stdio)
+        _become(p.args, p.env, p.user, p.group_add, p.working_dir, plan, p.tty, stdio)
 
     pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -87,7 +88,8 @@ def exec_in(
     workdir: str | None = None,
     *,
     group_add: Sequence[str] = (),
-    security: Security | None = None,
+    security_opts: Security | None = None,
+    host_network: bool = False,
     tty: bool = False,
     stdio: Stdio = (0, 1, 2),
     cgroup: CgroupLike | None = None,
@@ -95,13 +97,14 @@ def exec_in(
     """Run `args` in the namespaces of the container whose PID 1 is `pid`; returns the new host pid."""
     if not args:
         raise errors.InvalidCommand("no command specified", subject=str(pid))
+    plan = security.plan_security(security_opts or Security(), host_network=host_network)
     with _namespace_fds(pid) as fds:
 
         def child() -> None:
             for name, nstype in JOINED_NAMESPACES:
                 sc.setns(fds[name], nstype)
             sc.setns(fds["mnt"], sc.CLONE_NEWNS)  # last: it changes our root and cwd
-            _become(args, env, user, group_add, workdir, security, tty, stdio)
+            _become(args, env, user, group_add, workdir, plan, tty, stdio)
 
         own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -207,7 +210,7 @@ def _become(
     user: str | None,
     group_add: Sequence[str],
     workdir: str | None,
-    security: Security | None,
+    plan: security.SecurityPlan,
     tty: bool,
     stdio: Stdio,
 ) -> None:
@@ -217,7 +220,10 @@ def _become(
     cwd = workdir or "/"
     os.makedirs(cwd, mode=0o755, exist_ok=True)
     environ = _environment(env, who.home, tty)
-    _apply_security(security)
+    # Before the user switch: dropping the bounding set needs CAP_SETPCAP, which setuid() to a non-root
+    # user takes away (and that user then runs without effective capabilities, as under Docker).
+    # Known gap: with cap_drop SETUID/SETGID the switch itself is refused (runc uses PR_SET_KEEPCAPS).
+    security.apply_plan(plan)
     os.setgroups(list(who.sgids))
     os.setgid(who.gid)
     os.setuid(who.uid)
@@ -254,15 +260,6 @@ def _environment(env: Sequence[tuple[str, str]], home: str, tty: bool) -> dict[s
         result["TERM"] = "xterm"
     result.update(userdb.with_home(env, home))
     return result
-
-
-def _apply_security(security: Security | None) -> None:
-    """Engineer B's hook (capabilities, no_new_privs, seccomp...), when engine/containers/security exists."""
-    try:
-        from engine.containers.security import apply_process_security  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    apply_process_security(security or Security())
 
 
 def _reset_signals() -> None:

@@ -253,3 +253,17 @@ def test_cleanup_leaves_no_mount_or_dir(layer, state):
     assert not base.exists()
     assert str(base) not in Path("/proc/self/mounts").read_text()
     time.sleep(0)
+
+
+def test_security_plan_applied(layer, state):
+    script = "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status"
+    script += "; cat /proc/sys/net/ipv4/ip_forward"
+    sec = Security(cap_drop=("NET_RAW",), no_new_privileges=True, sysctls=(("net.ipv4.ip_forward", "1"),))
+    code, out = run(make_spec(layer, "/bin/sh", "-c", script, security=sec), state)
+    assert code == 0
+    fields = dict(line.split(":\t") for line in out.splitlines()[:4])
+    docker_default = 0xA80425FB
+    assert int(fields["CapEff"], 16) == docker_default & ~(1 << 13)  # CAP_NET_RAW is 13
+    assert fields["CapBnd"] == fields["CapEff"]
+    assert fields["NoNewPrivs"] == "1" and fields["Seccomp"] == "2"
+    assert out.splitlines()[4] == "1"
