@@ -144,6 +144,7 @@ def mask_caps(mask: int) -> frozenset[str]:
 _PR_CAPBSET_READ = 23
 _PR_CAPBSET_DROP = 24
 _PR_CAP_AMBIENT = 47
+_PR_SET_KEEPCAPS = 8
 _PR_CAP_AMBIENT_CLEAR_ALL = 4
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
@@ -206,13 +207,28 @@ def _capset(effective: int, permitted: int, inheritable: int) -> None:
         raise SecurityError(f"capset: {os.strerror(err)}", subject="capabilities")
 
 
+def drop_bounding(caps: Iterable[str]) -> None:
+    """Step 1 of `apply_caps`: the bounding set (needs CAP_SETPCAP, so before anything else)."""
+    _drop_bounding(caps_mask(caps), kernel_last_cap())
+
+
+def set_caps(caps: Iterable[str]) -> None:
+    """Step 2 of `apply_caps`: ambient cleared, permitted = effective = caps, inheritable empty."""
+    mask = caps_mask(caps)
+    _prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL)
+    _capset(mask, mask, 0)
+
+
+def set_keep_caps(keep: bool) -> None:
+    """PR_SET_KEEPCAPS: keep the permitted set across a setuid away from root (runc does the same)."""
+    _prctl(_PR_SET_KEEPCAPS, int(keep))
+
+
 def apply_caps(caps: Iterable[str]) -> None:
     """Limit this process (about to exec) to `caps`, the way runc does for Docker.
 
     Order: bounding set first (the drop needs CAP_SETPCAP, which capset may remove), then ambient cleared,
     then permitted = effective = caps with an empty inheritable set.
     """
-    mask = caps_mask(caps)
-    _drop_bounding(mask, kernel_last_cap())
-    _prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL)
-    _capset(mask, mask, 0)
+    drop_bounding(caps)
+    set_caps(caps)

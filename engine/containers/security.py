@@ -11,7 +11,8 @@ Order in the child, as runc does it, and why:
 3. no_new_privs   if asked for; it lets an unprivileged process install seccomp;
 4. seccomp (without no_new_privs): installing a filter then needs CAP_SYS_ADMIN, so it goes in while
    we still hold every capability; the default profile allows the capset/prctl calls that follow;
-5. capabilities   bounding set, then permitted/effective (inheritable and ambient empty);
+5. capabilities   bounding set, [the user switch, with keep-caps], then permitted/effective
+                  (inheritable and ambient empty);
 6. seccomp (with no_new_privs): as late as possible, so the filter sees nothing but the exec.
 Sysctls are separate (`apply_sysctls`): they are written to the container's /proc/sys by the rootfs step
 before /proc/sys is made read-only.
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import os
 import resource
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from engine.containers import capabilities, seccomp
@@ -199,8 +200,13 @@ def apply_sysctls(sysctls: Iterable[tuple[str, str]], proc: str = "/proc") -> No
             ) from exc
 
 
-def apply_plan(plan: SecurityPlan) -> None:
-    """Apply a plan to this process, in runc's order (see the module docstring); call right before exec."""
+def apply_plan(plan: SecurityPlan, *, switch_user: Callable[[], None] | None = None) -> None:
+    """Apply a plan to this process, in runc's order (see the module docstring); call right before exec.
+
+    `switch_user` (setgroups/setgid/setuid) runs after the bounding set is cut and before capset, with
+    PR_SET_KEEPCAPS on, as runc does: so a container without CAP_SETUID can still start as its user, and
+    a non-root user still ends with no effective capabilities after exec (its ambient set is empty).
+    """
     apply_rlimits(plan.rlimits)
     if plan.oom_score_adj is not None:
         apply_oom_score_adj(plan.oom_score_adj)
@@ -208,7 +214,12 @@ def apply_plan(plan: SecurityPlan) -> None:
         seccomp.set_no_new_privs()
     if plan.seccomp is not None and not plan.no_new_privs:
         seccomp.install(plan.seccomp)
-    capabilities.apply_caps(plan.caps)
+    capabilities.drop_bounding(plan.caps)
+    if switch_user is not None:
+        capabilities.set_keep_caps(True)
+        switch_user()
+        capabilities.set_keep_caps(False)
+    capabilities.set_caps(plan.caps)
     if plan.seccomp is not None and plan.no_new_privs:
         seccomp.install(plan.seccomp)
 

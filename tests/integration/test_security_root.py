@@ -148,6 +148,25 @@ def test_non_root_user_gets_no_effective_caps_after_exec() -> None:
     assert int(values["CapBnd"], 16) == DEFAULT_MASK
 
 
+def test_user_switch_inside_apply_plan_works_without_setuid_cap() -> None:
+    """cap_drop: [ALL] with a non-root user: the switch happens before the capabilities go (runc's way)."""
+
+    def switch() -> None:
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+
+    def body() -> dict[str, Any]:
+        plan = security.plan_security(Security(cap_drop=("ALL",), no_new_privileges=True))
+        security.apply_plan(plan, switch_user=switch)
+        return {"uid": os.getuid(), "status": status()}
+
+    r = in_child(body)
+    assert r["uid"] == 65534
+    assert int(r["status"]["CapEff"], 16) == 0 and int(r["status"]["CapBnd"], 16) == 0
+    assert r["status"]["Seccomp"] == "2"
+
+
 def test_default_seccomp_denies_with_eperm_and_allows_ordinary_syscalls() -> None:
     def body() -> dict[str, Any]:
         seccomp.set_no_new_privs()
