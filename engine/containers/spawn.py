@@ -18,6 +18,7 @@ pipe as the engine error it was, so `start()` either returns a running pid or ra
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -61,7 +62,7 @@ def start(
     if spec.network_mode == "none":
         flags |= sc.CLONE_NEWNET
     console = _console_of(stdio) if spec.process.tty else None
-    plan = security.plan_security(spec.security, host_network=spec.network_mode == "host")
+    plan = _plan(spec.security, spec.network_mode == "host")
 
     def child() -> None:
         sc.unshare(flags)
@@ -97,7 +98,7 @@ def exec_in(
     """Run `args` in the namespaces of the container whose PID 1 is `pid`; returns the new host pid."""
     if not args:
         raise errors.InvalidCommand("no command specified", subject=str(pid))
-    plan = security.plan_security(security_opts or Security(), host_network=host_network)
+    plan = _plan(security_opts or Security(), host_network)
     with _namespace_fds(pid) as fds:
 
         def child() -> None:
@@ -123,6 +124,12 @@ def wait(pid: int) -> int:
 def cleanup(root: StateRoot, container_id: str) -> None:
     """Remove the container's writable layer and generated files (after its processes are gone)."""
     rootfs.cleanup(root, container_id)
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(options: Security, host_network: bool) -> security.SecurityPlan:
+    """plan_security, remembered: compiling the seccomp filter is ~1 ms and the same for most containers."""
+    return security.plan_security(options, host_network=host_network)
 
 
 # -- the fork ---------------------------------------------------------------------------------------
