@@ -267,3 +267,44 @@ def test_security_plan_applied(layer, state):
     assert fields["CapBnd"] == fields["CapEff"]
     assert fields["NoNewPrivs"] == "1" and fields["Seccomp"] == "2"
     assert out.splitlines()[4] == "1"
+
+
+def test_volume_with_subpath_and_cgroup_hook(layer, state, tmp_path):
+    from engine.containers.cgroups import Cgroup
+
+    volume = tmp_path / "pyc-test-vol"
+    (volume / "sub").mkdir(parents=True)
+    (volume / "sub/f").write_text("vol\n")
+    mounts = (Mount(type="volume", target="/v", source="pyc-test-vol", subpath="sub"),)
+    spec = make_spec(layer, "/bin/sh", "-c", "cat /v/f; echo w > /v/g; cat /proc/self/cgroup", mounts=mounts)
+    group = Cgroup.create(spec.id)
+    try:
+        r, w = os.pipe()
+        try:
+            volumes = {"pyc-test-vol": str(volume)}
+            pid = spawn.start(spec, state, stdio=(0, w, w), volumes=volumes, cgroup=group)
+            os.close(w)
+            w = -1
+            out = read_all(r)
+            assert spawn.wait(pid) == 0
+        finally:
+            os.close(r)
+            if w >= 0:
+                os.close(w)
+            spawn.cleanup(state, spec.id)
+    finally:
+        group.remove()
+    assert out.splitlines()[0] == "vol"
+    assert (volume / "sub/g").read_text() == "w\n"
+    assert spec.id in out
+
+
+def test_resolve_in_keeps_symlinks_inside_the_root(tmp_path):
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/evil").symlink_to("/../../../../etc")
+    (tmp_path / "up").symlink_to("../../..")
+    assert rootfs.resolve_in(str(tmp_path), "/etc/evil/passwd") == str(tmp_path / "etc/passwd")
+    assert rootfs.resolve_in(str(tmp_path), "/up/x") == str(tmp_path / "x")
+    (tmp_path / "loop").symlink_to("loop")
+    with pytest.raises(OSError):
+        rootfs.resolve_in(str(tmp_path), "/loop/x")
