@@ -443,8 +443,12 @@ class _Source:
 
 
 def _open_snapshot(path: str) -> list[_Source] | None:
-    """Open every file of the log (oldest first) as one consistent set; None if there is no log yet."""
-    while True:
+    """Open every file of the log (oldest first) as one consistent set; None if there is no live file.
+
+    A rotation between listing and opening moves names under us: then list again. The live file is
+    missing only for an instant during a rotation, so give up (None) if it stays away.
+    """
+    for _ in range(200):
         names = [*_rotated_names(path), path]
         sources: list[_Source] = []
         try:
@@ -455,11 +459,13 @@ def _open_snapshot(path: str) -> list[_Source] | None:
                 s.close()
             if not os.path.exists(path) and not _rotated_names(path):
                 return None
-            continue  # a rotation moved a name under us: list again
+            time.sleep(0.001)
+            continue
         if all(_same_inode(s.name, s.ino) for s in sources):
             return sources
         for s in sources:
             s.close()
+    return None
 
 
 def _same_inode(name: str, ino: int) -> bool:
@@ -563,10 +569,14 @@ def _generate(
 ) -> Iterator[LogRecord]:
     """The body of `read_logs`, run lazily from a fixed starting point."""
     while sources is None:  # the log does not exist yet: everything it will hold is new
-        if not follow or should_stop():
+        if not follow:
             return
-        time.sleep(_POLL)
+        stopping = should_stop()  # sampled first: a log created before `stop` was set is still read
         sources = _open_snapshot(p)
+        if sources is None:
+            if stopping:
+                return
+            time.sleep(_POLL)
     live = sources.pop()  # the file the writer appends to
     try:
         for src in sources:

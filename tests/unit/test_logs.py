@@ -7,6 +7,7 @@ import json
 import os
 import struct
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -284,13 +285,17 @@ def test_torn_line_is_skipped(logdir: Path) -> None:
 # ------------------------------------------------------------------------------------------ follow
 
 
-def run_writer(w: LogWriter, n: int, chunk: int, started: threading.Event, done: threading.Event) -> None:
-    """Write n lines in odd-sized chunks so lines are split across feeds, then signal the end."""
+def run_writer(
+    logdir: Path, opts: dict[str, str], n: int, started: threading.Event, done: threading.Event
+) -> None:
+    """Create the log only once the reader runs, write n lines in odd-sized chunks, then signal the end."""
     try:
         started.wait(5)
+        time.sleep(0.1)  # the reader is now polling for a file that does not exist yet
+        w = writer(logdir, **opts)
         data = b"".join(f"L{i:06d} {'s' * (i % 37)}\n".encode() for i in range(n))
-        for i in range(0, len(data), chunk):
-            w.feed("stdout", data[i : i + chunk])
+        for i in range(0, len(data), 777):
+            w.feed("stdout", data[i : i + 777])
         w.close()
     finally:
         done.set()
@@ -300,9 +305,10 @@ def expected_lines(n: int) -> list[str]:
     return [f"L{i:06d} {'s' * (i % 37)}\n" for i in range(n)]
 
 
-@pytest.mark.parametrize(
-    "opts", [{"max-size": "20k", "max-file": "1000"}, {"max-size": "50k", "max-file": "3"}]
-)
+FOLLOW_OPTS = [{"max-size": "20k", "max-file": "1000"}, {"max-size": "50k", "max-file": "3"}]
+
+
+@pytest.mark.parametrize("opts", FOLLOW_OPTS)
 def test_follow_sees_every_line_once_across_rotations(logdir: Path, opts: dict[str, str]) -> None:
     """The reader starts before the file exists; the writer rotates many times while it follows."""
     n = 10_000
@@ -311,19 +317,18 @@ def test_follow_sees_every_line_once_across_rotations(logdir: Path, opts: dict[s
     got: list[str] = []
 
     def follow() -> None:
+        it = read_logs(path, follow=True, stop=done)
         started.set()
-        got.extend(r.line for r in read_logs(path, follow=True, stop=done))
+        got.extend(r.line for r in it)
 
     reader = threading.Thread(target=follow)
+    writer_thread = threading.Thread(target=run_writer, args=(logdir, opts, n, started, done))
     reader.start()
-    w = writer(logdir, **opts)
-    t = threading.Thread(target=run_writer, args=(w, n, 777, started, done))
-    t.start()
-    t.join(60)
+    writer_thread.start()
+    writer_thread.join(60)
     reader.join(60)
     assert not reader.is_alive()
-    rotated = len(list(logdir.iterdir()))
-    assert rotated >= 3
+    assert len(list(logdir.iterdir())) >= 3  # it did rotate
     if opts["max-file"] == "3":
         # Only 3 files are kept: a reader that lags by more than that loses what was dropped (as with
         # Docker), but never repeats or reorders a line and always reaches the end.
@@ -333,6 +338,40 @@ def test_follow_sees_every_line_once_across_rotations(logdir: Path, opts: dict[s
         assert positions[-1] == n - 1
     else:
         assert got == expected_lines(n)
+
+
+def test_follow_with_compression_across_each_rotation(logdir: Path) -> None:
+    """With compress the rotated file changes inode at once; a reader within one rotation misses nothing."""
+    path = log_path(logdir, "c1")
+    w = writer(logdir, **{"max-size": "2k", "max-file": "4", "compress": "true"})
+    stop = threading.Event()
+    got: list[str] = []
+    it = read_logs(path, follow=True, stop=stop)
+    reader = threading.Thread(target=lambda: got.extend(r.line for r in it))
+    reader.start()
+    try:
+        for batch in range(20):  # 20 lines (~1.2 KB) per batch: at most one rotation each
+            write_lines(w, 20, start=batch * 20)
+            deadline = time.monotonic() + 10
+            while len(got) < (batch + 1) * 20 and time.monotonic() < deadline:
+                time.sleep(0.005)
+    finally:
+        w.close()
+        stop.set()
+        reader.join(10)
+    assert got == [f"line {i:06d}\n" for i in range(400)]
+    assert any(p.name.endswith(".gz") for p in logdir.iterdir())
+
+
+def test_follow_from_before_the_log_exists(logdir: Path) -> None:
+    path = log_path(logdir, "c1")
+    stop = threading.Event()
+    it = read_logs(path, follow=True, stop=stop)
+    w = writer(logdir)
+    write_lines(w, 3)
+    w.close()
+    stop.set()
+    assert [r.line for r in it] == ["line 000000\n", "line 000001\n", "line 000002\n"]
 
 
 def test_follow_reader_far_behind_walks_every_rotated_file(logdir: Path) -> None:
