@@ -549,7 +549,7 @@ def read_logs(
     may not exist yet. The starting point is taken when this is called; close the iterator when done.
     """
     p = os.fspath(path)
-    should_stop = _stop_fn(stop)
+    should_stop = _stop_fn(stop, _to_ns(until))
     # The starting point is fixed now, not at the first next(): `tail=0` means "what comes after this call".
     sources = _open_snapshot(p)
     if sources is not None and tail is not None:
@@ -632,12 +632,17 @@ def _to_ns(value: datetime | float | str | None) -> int | None:
     return round(value * 1_000_000) * 1000
 
 
-def _stop_fn(stop: threading.Event | Callable[[], bool] | None) -> Callable[[], bool]:
+def _stop_fn(stop: threading.Event | Callable[[], bool] | None, until: int | None) -> Callable[[], bool]:
+    """One predicate for `stop` (event or callable) and `until` (following ends once the clock passes it)."""
     if stop is None:
-        return lambda: False
-    if isinstance(stop, threading.Event):
-        return stop.is_set
-    return stop
+        base: Callable[[], bool] = lambda: False  # noqa: E731
+    elif isinstance(stop, threading.Event):
+        base = stop.is_set
+    else:
+        base = stop
+    if until is None:
+        return base
+    return lambda: base() or time.time_ns() > until
 
 
 def _read_closed(src: _Source) -> Iterator[LogRecord]:

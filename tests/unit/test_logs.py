@@ -416,3 +416,14 @@ def test_writer_leaves_no_descriptor_open_after_close(logdir: Path) -> None:
     w.close()
     list(read_logs(log_path(logdir, "c1"), tail=5))
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_follow_ends_when_the_clock_passes_until(logdir: Path) -> None:
+    path = log_path(logdir, "c1")
+    w = writer(logdir)
+    write_lines(w, 2)  # entries dated 2023: long before `until`
+    until = time.time() + 0.2
+    got = [r.line for r in read_logs(path, follow=True, until=until)]
+    assert got == ["line 000000\n", "line 000001\n"]
+    assert time.time() >= until
+    w.close()
