@@ -26,6 +26,8 @@ from engine.containers import spawn
 from engine.containers.spec import ContainerSpec, Process
 from engine.state.root import StateRoot
 
+BENCH_PARENT = f"pyc-test-bench-{os.getpid()}"
+
 
 def one_run(layer: str, root: StateRoot, index: int, use_cgroup: bool, null: int) -> float:
     """Seconds for one create+start+exit+teardown."""
@@ -36,7 +38,7 @@ def one_run(layer: str, root: StateRoot, index: int, use_cgroup: bool, null: int
     if use_cgroup:
         from engine.containers.cgroups import Cgroup
 
-        group = Cgroup.create(cid)
+        group = Cgroup.create(cid, parent=BENCH_PARENT)
     try:
         pid = spawn.start(spec, root, stdio=(null, null, null), cgroup=group)
         code = spawn.wait(pid)
@@ -57,9 +59,15 @@ def main() -> None:
     args = parser.parse_args()
     layer = str(busybox_rootfs())
     null = os.open("/dev/null", os.O_RDWR)
-    with tempfile.TemporaryDirectory(prefix="pyc-test-bench-") as tmp, StateRoot.open(Path(tmp)) as root:
-        one_run(layer, root, -1, args.cgroup, null)  # warm-up (imports, page cache)
-        times = [one_run(layer, root, i, args.cgroup, null) * 1000 for i in range(args.runs)]
+    try:
+        with tempfile.TemporaryDirectory(prefix="pyc-test-bench-") as tmp, StateRoot.open(Path(tmp)) as root:
+            one_run(layer, root, -1, args.cgroup, null)  # warm-up (imports, page cache)
+            times = [one_run(layer, root, i, args.cgroup, null) * 1000 for i in range(args.runs)]
+    finally:
+        if args.cgroup:
+            from engine.containers.cgroups import remove_parent
+
+            remove_parent(BENCH_PARENT)
     times.sort()
     p90 = times[int(len(times) * 0.9) - 1]
     label = "with cgroup" if args.cgroup else "no cgroup"

@@ -270,14 +270,16 @@ def test_security_plan_applied(layer, state):
 
 
 def test_volume_with_subpath_and_cgroup_hook(layer, state, tmp_path):
-    from engine.containers.cgroups import Cgroup
+    from engine.containers.cgroups import Cgroup, remove_parent
+
+    parent = f"pyc-test-{os.getpid()}"
 
     volume = tmp_path / "pyc-test-vol"
     (volume / "sub").mkdir(parents=True)
     (volume / "sub/f").write_text("vol\n")
     mounts = (Mount(type="volume", target="/v", source="pyc-test-vol", subpath="sub"),)
     spec = make_spec(layer, "/bin/sh", "-c", "cat /v/f; echo w > /v/g; cat /proc/self/cgroup", mounts=mounts)
-    group = Cgroup.create(spec.id)
+    group = Cgroup.create(spec.id, parent=parent)
     try:
         r, w = os.pipe()
         try:
@@ -294,6 +296,7 @@ def test_volume_with_subpath_and_cgroup_hook(layer, state, tmp_path):
             spawn.cleanup(state, spec.id)
     finally:
         group.remove()
+        remove_parent(parent)
     assert out.splitlines()[0] == "vol"
     assert (volume / "sub/g").read_text() == "w\n"
     assert spec.id in out
