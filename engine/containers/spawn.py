@@ -227,13 +227,16 @@ def _become(
     cwd = workdir or "/"
     os.makedirs(cwd, mode=0o755, exist_ok=True)
     environ = _environment(env, who.home, tty)
-    # Before the user switch: dropping the bounding set needs CAP_SETPCAP, which setuid() to a non-root
-    # user takes away (and that user then runs without effective capabilities, as under Docker).
-    # Known gap: with cap_drop SETUID/SETGID the switch itself is refused (runc uses PR_SET_KEEPCAPS).
-    security.apply_plan(plan)
-    os.setgroups(list(who.sgids))
-    os.setgid(who.gid)
-    os.setuid(who.uid)
+
+    def switch_user() -> None:
+        os.setgroups(list(who.sgids))
+        os.setgid(who.gid)
+        os.setuid(who.uid)
+
+    # The user switch runs inside apply_plan, after the bounding set is cut and with PR_SET_KEEPCAPS (runc's
+    # order): so cap_drop SETUID/SETGID still lets the container start as its user, and a non-root user
+    # ends with no effective capabilities after exec, as under Docker.
+    security.apply_plan(plan, switch_user=switch_user)
     os.chdir(cwd)
     _reset_signals()
     try:

@@ -176,6 +176,24 @@ def test_user_workdir_env(layer, state):
     assert path.startswith("/usr/local/sbin")
 
 
+@pytest.mark.parametrize("cap_drop", [("SETUID", "SETGID"), ("ALL",)])
+def test_non_root_user_starts_without_setuid_capabilities(layer, state, cap_drop):
+    """runc's order: bounding set cut, then the user switch under PR_SET_KEEPCAPS, then capset."""
+    spec = make_spec(
+        layer,
+        "/bin/sh",
+        "-c",
+        "id -u; grep CapEff /proc/self/status",
+        user="app",
+        security=Security(cap_drop=cap_drop),
+    )
+    code, out = run(spec, state)
+    assert code == 0, out
+    uid, capeff = out.splitlines()
+    assert uid == "1000"
+    assert capeff.split() == ["CapEff:", "0000000000000000"]
+
+
 def test_mounts_bind_readonly_and_tmpfs_and_readonly_root(layer, state, tmp_path):
     host_dir = tmp_path / "pyc-test-bind"
     host_dir.mkdir()
