@@ -100,10 +100,36 @@ def _migrate_to_v3(conn: sqlite3.Connection) -> None:
 
 
 # Append only: MIGRATIONS[n] takes a database from version n to n + 1. Never edit a released step.
+def _migrate_to_v4(conn: sqlite3.Connection) -> None:
+    """Containers: what was asked (the spec), what happened (state, pid, exit, health, restarts)."""
+    conn.execute(
+        """CREATE TABLE containers (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            image_id TEXT NOT NULL REFERENCES images (id),
+            spec TEXT NOT NULL,
+            labels TEXT NOT NULL DEFAULT '{}',
+            created TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'created',
+            pid INTEGER NULL,
+            started_at TEXT NULL,
+            finished_at TEXT NULL,
+            exit_code INTEGER NULL,
+            oom_killed INTEGER NOT NULL DEFAULT 0,
+            restart_count INTEGER NOT NULL DEFAULT 0,
+            stopped_by_user INTEGER NOT NULL DEFAULT 0,
+            health TEXT NULL,
+            log_path TEXT NULL)"""
+    )
+    conn.execute("CREATE INDEX containers_image ON containers (image_id)")
+    conn.execute("CREATE INDEX containers_state ON containers (state)")
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _migrate_to_v1,
     _migrate_to_v2,
     _migrate_to_v3,
+    _migrate_to_v4,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

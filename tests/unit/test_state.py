@@ -95,7 +95,7 @@ def test_open_creates_private_layout_and_current_schema(root):
         assert directory.is_relative_to(root.path)
     assert root.blobs_dir == root.path / "blobs" / "sha256"
     assert (root.path / "pycompose.db").is_file()
-    assert root.db.schema_version() == SCHEMA_VERSION == 3
+    assert root.db.schema_version() == SCHEMA_VERSION == 4
     tables = {r[0] for r in root.db.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {
         "meta",
@@ -198,17 +198,17 @@ def test_migrations_run_once_in_order_and_record_the_version(tmp_path):
 
     def add_containers(conn):
         calls.append(released + 1)
-        conn.execute("CREATE TABLE containers (id TEXT PRIMARY KEY)")
+        conn.execute("CREATE TABLE pyc_future (id TEXT PRIMARY KEY)")
 
     def add_name(conn):
         calls.append(released + 2)
-        conn.execute("ALTER TABLE containers ADD COLUMN name TEXT")
+        conn.execute("ALTER TABLE pyc_future ADD COLUMN name TEXT")
 
     newer = (*MIGRATIONS, add_containers, add_name)
     db = Database(path, migrations=newer)
     assert calls == [released + 1, released + 2]
     assert db.schema_version() == released + 2
-    db.execute("INSERT INTO containers (id, name) VALUES ('c1', 'web')")
+    db.execute("INSERT INTO pyc_future (id, name) VALUES ('c1', 'web')")
     db.close()
     again = Database(path, migrations=newer)  # nothing left to do
     assert calls == [released + 1, released + 2]
