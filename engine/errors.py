@@ -117,3 +117,11 @@ class SecurityError(EngineError):
 
 class InvalidPolicy(EngineError):
     """A restart policy or healthcheck the supervisor cannot apply (`on-failure:x`, a negative retry)."""
+
+
+class ContainerNotFound(EngineError):
+    """No container with that id, unique id prefix or name."""
+
+
+class ContainerConflict(EngineError):
+    """The container is in the wrong state for the request, or its name is taken (docker's 409)."""
