@@ -125,3 +125,7 @@ class ContainerNotFound(EngineError):
 
 class ContainerConflict(EngineError):
     """The container is in the wrong state for the request, or its name is taken (docker's 409)."""
+
+
+class SupervisorError(EngineError):
+    """The supervisor could not be started or reached, or broke the control protocol."""
