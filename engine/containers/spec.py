@@ -6,7 +6,14 @@ and labels; the engine only sees what to run and how to isolate it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# deploy.restart_policy: (condition, delay seconds, max_attempts, window seconds); None = not set
+RestartPolicy = tuple[str, float | None, int | None, float | None]
+# healthcheck: (test, interval, timeout, start_period, start_interval, retries); seconds, None = default
+Healthcheck = tuple[tuple[str, ...], float | None, float | None, float | None, float | None, int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,3 +98,36 @@ class ContainerSpec:
     dns_search: tuple[str, ...] = ()
     dns_options: tuple[str, ...] = ()
     labels: tuple[tuple[str, str], ...] = ()
+    image: str | None = None  # the reference the user asked for ("busybox:latest"), for inspect and ls
+    log_driver: str = "json-file"
+    log_options: tuple[tuple[str, str], ...] = ()
+    restart: str = "no"  # docker's policy: no | always | unless-stopped | on-failure[:N]
+    restart_policy: RestartPolicy | None = None
+    healthcheck: Healthcheck | None = None
+
+    def to_json(self) -> str:
+        """Stable JSON for the `containers.spec` column (tuples become lists, keys sorted)."""
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> ContainerSpec:
+        """The inverse of to_json; unknown keys (from a newer pycompose) are refused, not dropped."""
+        data = json.loads(text)
+        data["process"] = Process(**_tuples(data["process"]))
+        data["resources"] = Resources(**data.get("resources", {}))
+        data["security"] = Security(**_tuples(data.get("security", {})))
+        data["mounts"] = tuple(Mount(**_tuples(m)) for m in data.get("mounts", ()))
+        rest = {k: _tuples(v) for k, v in data.items() if k not in _NESTED}
+        return cls(**{k: data[k] for k in _NESTED}, **rest)
+
+
+_NESTED = ("process", "resources", "security", "mounts")
+
+
+def _tuples(value: Any) -> Any:
+    """JSON lists back to the tuples the frozen (hashable) dataclasses hold, at every depth."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return value
