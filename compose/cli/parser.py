@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import argparse
 import re
-from typing import NoReturn
 
 from compose.errors import UsageError
+
+TYPE_CHECKING = False  # `import typing` costs start-up time; type checkers treat this alike
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 _INVALID_CHOICE = re.compile(r"argument COMMAND: invalid choice: '([^']*)'")
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+
+TYPE_CHECKING = False  # `import typing` costs start-up time; type checkers treat this alike
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def add_parser(subparsers) -> None:
