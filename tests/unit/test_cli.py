@@ -234,3 +234,20 @@ def test_override_keeps_required_false_of_the_base(project, capsys):
     assert json.loads(out)["services"]["web"]["depends_on"] == {
         "db": {"condition": "service_healthy", "required": False}
     }
+
+
+def test_version_and_config_import_only_what_they_need(project):
+    """Start-up time is a feature: heavy libraries stay out of commands that do not use them."""
+    watched = ("jsonschema", "networkx", "httpx", "rich", "zstandard", "sqlite3", "yaml")
+    code = (
+        "import sys; from compose.cli.main import main; main(sys.argv[1:]); "
+        f"print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}} & set({watched!r}))))"
+    )
+    version = subprocess.run(
+        [sys.executable, "-c", code, "version"], capture_output=True, text=True, check=True
+    )
+    assert version.stdout.splitlines()[-1] == ""
+    config = subprocess.run(
+        [sys.executable, "-c", code, "config", "-q"], capture_output=True, text=True, check=True, cwd=project
+    )
+    assert config.stdout.split() == ["yaml"]  # a valid file never needs jsonschema (compiled pre-check)
