@@ -1,0 +1,651 @@
+"""Container lifecycle on one state root: create, start/stop (via the supervisor), kill, pause, remove,
+and the read-only views (inspect, list, logs, stats, top) plus exec.
+
+The supervisor (engine/supervise) owns running containers and writes their exits; this class writes only
+what the CLI decides: the row at create, the paused state, and the removal. Removal deletes the row LAST,
+so a crash half-way leaves a row whose `rm` can simply be repeated (every step is idempotent).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import pwd
+import re
+import signal as signals
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from engine import errors
+from engine.containers import logs, records, rootfs, spawn
+from engine.containers.cgroups import DEFAULT_PARENT, Cgroup
+from engine.containers.spec import ContainerSpec, Mount
+from engine.errors import ContainerConflict, ContainerNotFound, EngineError
+from engine.images.store import ImageStore
+from engine.state.root import StateRoot
+from engine.volumes.store import ANONYMOUS_LABEL, VolumeStore
+
+CGROUP_PARENT_ENV = "PYCOMPOSE_CGROUP_PARENT"  # the supervisor's keeper reads the same variable
+NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+ACTIVE_STATES = ("running", "paused", "restarting")
+KILL_WAIT = 10.0
+
+
+def cgroup_name(container_id: str) -> str:
+    """The container's cgroup under the cgroup parent: its full id (the supervisor creates it at start)."""
+    return container_id
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class ContainerAwareImageStore(ImageStore):
+    """The image store with its "in use" hooks answered from the containers table."""
+
+    def containers_using(self, image_id: str) -> list[str]:
+        rows = self._db.query("SELECT id FROM containers WHERE image_id = ? ORDER BY id", (image_id,))
+        return [row[0] for row in rows]
+
+    def layers_used_by_containers(self) -> set[str]:
+        rows = self._db.query(
+            "SELECT DISTINCT il.chain_id FROM image_layers il JOIN containers c ON c.image_id = il.image_id"
+        )
+        return {row[0] for row in rows}
+
+
+class ContainerManager:
+    """Every container operation on `root`; methods take a full id, a unique id prefix or a name."""
+
+    def __init__(self, root: StateRoot, *, cgroup_parent: str | None = None) -> None:
+        self.root = root
+        self.db = root.db
+        self.cgroup_parent = cgroup_parent or os.environ.get(CGROUP_PARENT_ENV) or DEFAULT_PARENT
+        self.images = ContainerAwareImageStore(root)
+        self.volumes = VolumeStore(root)
+
+    # -- lookup ----------------------------------------------------------------------------------------
+
+    def get(self, id_or_name: str) -> dict[str, Any]:
+        record = records.get(self.db, id_or_name)
+        if record is None:
+            raise ContainerNotFound(f"no such container: {id_or_name}", subject=id_or_name)
+        return record
+
+    def spec_of(self, record: dict[str, Any]) -> ContainerSpec:
+        return ContainerSpec.from_json(record["spec"])
+
+    # -- create ----------------------------------------------------------------------------------------
+
+    def create(self, spec: ContainerSpec) -> dict[str, Any]:
+        """Record the container and prepare its directories and volumes; it is not started.
+
+        The image must be in the store (it stays "in use" while the row exists); an empty id gets a random
+        one, an empty name the id's first 12 characters; empty `layer_dirs` come from the image. Volume
+        mounts without a source get an anonymous volume; an empty volume receives the image's files at
+        the mount point (docker's copy-up) unless `nocopy`. Any failure undoes what was done.
+        """
+        spec = self._complete(spec)
+        anonymous: list[str] = []
+        mounts = tuple(self._volume_mount(m, anonymous) for m in spec.mounts)
+        spec = dataclasses.replace(spec, mounts=mounts)
+        try:
+            record = records.insert(
+                self.db,
+                id=spec.id,
+                name=spec.name,
+                image_id=spec.image_id,
+                spec_json=spec.to_json(),
+                labels=dict(spec.labels),
+                created=now_rfc3339(),
+            )
+        except BaseException:
+            self._drop_volumes(anonymous)
+            raise
+        try:
+            self._prepare(spec)
+        except BaseException:
+            self._undo_create(spec.id, anonymous)
+            raise
+        return self.get(record["id"])
+
+    def _complete(self, spec: ContainerSpec) -> ContainerSpec:
+        cid = spec.id or os.urandom(32).hex()
+        name = spec.name or cid[:12]
+        if not NAME_RE.fullmatch(name):
+            raise ContainerConflict(
+                f"invalid container name {name!r}: [a-zA-Z0-9][a-zA-Z0-9_.-]+", subject=name
+            )
+        image = self.images.get_image(spec.image_id)
+        layer_dirs = spec.layer_dirs or tuple(self.images.layer_dirs(image))
+        return dataclasses.replace(spec, id=cid, name=name, layer_dirs=layer_dirs)
+
+    def _volume_mount(self, mount: Mount, anonymous: list[str]) -> Mount:
+        """A volume mount with its source filled in (anonymous volumes are created here)."""
+        if mount.type != "volume" or mount.source:
+            return mount
+        volume = self.volumes.create()
+        anonymous.append(volume.name)
+        return dataclasses.replace(mount, source=volume.name)
+
+    def _prepare(self, spec: ContainerSpec) -> None:
+        for mount in spec.mounts:
+            if mount.type == "volume" and mount.source:
+                self.volumes.mark_in_use(mount.source, spec.id)
+                if not mount.subpath:
+                    self._copy_up(spec, mount)
+        paths = rootfs.prepare(spec, self.root)
+        if spec.log_driver in ("json-file", ""):
+            records.set_log_path(self.db, spec.id, str(logs.log_path(paths.base, spec.id)))
+
+    def _copy_up(self, spec: ContainerSpec, mount: Mount) -> None:
+        """Fill an empty volume from the image: the directory of the topmost layer that has it."""
+        volume = self.volumes.get(mount.source or "")
+        for layer in spec.layer_dirs:
+            candidate = Path(layer, mount.target.lstrip("/"))
+            if candidate.is_dir() and not candidate.is_symlink():
+                self.volumes.populate_from_image(volume, candidate, nocopy=mount.nocopy)
+                return
+
+    def _undo_create(self, cid: str, anonymous: list[str]) -> None:
+        with contextlib.suppress(EngineError, OSError):
+            spawn.cleanup(self.root, cid)
+        self.volumes.release_all(cid)
+        self._drop_volumes(anonymous)
+        with contextlib.suppress(ContainerNotFound):
+            records.delete(self.db, cid)
+
+    def _drop_volumes(self, names: Sequence[str]) -> None:
+        for name in names:
+            with contextlib.suppress(EngineError):
+                self.volumes.remove(name, force=True)
+
+    def volume_sources(self, spec: ContainerSpec) -> dict[str, str]:
+        """Volume name -> host directory, the `volumes` argument of spawn.start (for the supervisor)."""
+        sources: dict[str, str] = {}
+        for mount in spec.mounts:
+            if mount.type == "volume" and mount.source:
+                path = self.volumes.data_path(self.volumes.get(mount.source))
+                if path is not None:
+                    sources[mount.source] = str(path)
+        return sources
+
+    # -- start / stop (the supervisor) -----------------------------------------------------------------
+
+    def start(self, id_or_name: str) -> dict[str, Any]:
+        """Ask the supervisor (started if needed) to start the container; a running one is left alone."""
+        record = self.get(id_or_name)
+        if record["state"] in ("running", "restarting"):
+            return record
+        if record["state"] == "paused":
+            raise ContainerConflict("the container is paused: unpause it instead", subject=record["name"])
+        from engine.supervise import client
+
+        client.ensure_supervisor(self.root, cgroup_parent=self.cgroup_parent)
+        client.request(self.root, "start", id=record["id"])
+        return self.get(record["id"])
+
+    def stop(self, id_or_name: str, timeout: float | None = None) -> dict[str, Any]:
+        """Stop signal, SIGKILL after `timeout` (default: the grace period); the supervisor does it."""
+        record = self.get(id_or_name)
+        if record["state"] not in ACTIVE_STATES:
+            return record
+        from engine.supervise import client
+
+        client.ensure_supervisor(self.root, cgroup_parent=self.cgroup_parent)
+        options = {} if timeout is None else {"timeout": timeout}
+        client.request(self.root, "stop", id=record["id"], **options)
+        return self.get(record["id"])
+
+    # -- signals and freezing --------------------------------------------------------------------------
+
+    def kill(self, id_or_name: str, signal: int | str = signals.SIGKILL) -> None:
+        """Send `signal` to the container's PID 1 (docker kill); a paused container is thawed for SIGKILL.
+
+        SIGKILL and the container's stop signal count as a user stop (written before the signal), so the
+        restart policy does not bring the container back; other signals (SIGHUP to reload) do not.
+        """
+        record = self._require_running(id_or_name, allow_paused=True)
+        number = parse_signal(signal)
+        pid = self._checked_pid(record)
+        if number in (signals.SIGKILL, parse_signal(self.spec_of(record).stop_signal)):
+            records.set_stopped_by_user(self.db, record["id"], True)
+        os.kill(pid, number)
+        if record["state"] == "paused" and number == signals.SIGKILL:
+            self._cgroup(record["id"]).thaw()
+
+    def pause(self, id_or_name: str) -> None:
+        """Freeze every process of the container (cgroup freezer); state becomes paused."""
+        record = self._require_running(id_or_name)
+        self._cgroup(record["id"]).freeze()
+        records.set_state(self.db, record["id"], "paused")
+
+    def unpause(self, id_or_name: str) -> None:
+        record = self.get(id_or_name)
+        if record["state"] != "paused":
+            raise ContainerConflict("the container is not paused", subject=record["name"])
+        self._cgroup(record["id"]).thaw()
+        records.set_state(self.db, record["id"], "running")
+
+    def _require_running(self, id_or_name: str, *, allow_paused: bool = False) -> dict[str, Any]:
+        record = self.get(id_or_name)
+        allowed = ("running", "paused") if allow_paused else ("running",)
+        if record["state"] not in allowed or not record["pid"]:
+            state = record["state"]
+            raise ContainerConflict(f"the container is not running (state {state})", subject=record["name"])
+        return record
+
+    def _checked_pid(self, record: dict[str, Any]) -> int:
+        """The recorded pid, only if that process is still in the container's cgroup (pid reuse guard)."""
+        pid = int(record["pid"])
+        try:
+            text = Path(f"/proc/{pid}/cgroup").read_text()
+        except OSError:
+            raise ContainerConflict("the container's process is gone", subject=record["name"]) from None
+        wanted = f"/{self.cgroup_parent}/{cgroup_name(record['id'])}"
+        if not any(line.rstrip().endswith(wanted) for line in text.splitlines()):
+            raise ContainerConflict("the recorded pid is not the container's", subject=record["name"])
+        return pid
+
+    def _cgroup(self, cid: str) -> Cgroup:
+        return Cgroup.open(cgroup_name(cid), parent=self.cgroup_parent)
+
+    # -- remove ----------------------------------------------------------------------------------------
+
+    def remove(self, id_or_name: str, force: bool = False, volumes: bool = False) -> str:
+        """Delete the container: processes, cgroup, files, volume use (anonymous volumes too with
+        `volumes`), then its row. A running one needs `force` (killed, as docker rm -f). Returns the id."""
+        record = self.get(id_or_name)
+        cid = record["id"]
+        if record["state"] in ACTIVE_STATES:
+            if not force:
+                raise ContainerConflict(
+                    "cannot remove a running container: stop it first or force", subject=record["name"]
+                )
+            self._kill_all(record)
+        with contextlib.suppress(errors.CgroupError):
+            self._cgroup(cid).remove()
+        spawn.cleanup(self.root, cid)
+        used = self.volumes.release_all(cid)
+        if volumes:
+            self._drop_volumes([n for n in used if self._is_anonymous(n)])
+        records.delete(self.db, cid)
+        return cid
+
+    def _kill_all(self, record: dict[str, Any]) -> None:
+        """Every process of the container dies; a running supervisor is asked first (a stop with no grace
+        period) so it marks the stop as the user's and restarts nothing."""
+        with contextlib.suppress(ImportError, EngineError):
+            from engine.supervise import client
+
+            if client.ping(self.root):
+                client.request(self.root, "stop", id=record["id"], timeout=0)
+        try:
+            group = self._cgroup(record["id"])
+        except errors.CgroupError:
+            return
+        group.thaw()
+        group.kill_all(signals.SIGKILL, timeout=KILL_WAIT)
+
+    def _is_anonymous(self, name: str) -> bool:
+        try:
+            return ANONYMOUS_LABEL in self.volumes.get(name).labels
+        except errors.VolumeNotFound:
+            return False
+
+    # -- views -----------------------------------------------------------------------------------------
+
+    def list(self, all: bool = False, labels: dict[str, str | None] | None = None) -> list[dict[str, Any]]:
+        """Running (and paused, restarting) containers, newest first; every one with `all`."""
+        found = records.list_all(self.db, labels=labels)
+        if not all:
+            found = [r for r in found if r["state"] in ACTIVE_STATES]
+        return list(reversed(found))
+
+    def inspect(self, id_or_name: str) -> dict[str, Any]:
+        """The document `docker container inspect` prints, for the fields we have."""
+        record = self.get(id_or_name)
+        return inspect_document(record, self.spec_of(record))
+
+    def logs(
+        self,
+        id_or_name: str,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        since: str | float | None = None,
+        until: str | float | None = None,
+        timestamps: bool = False,
+    ) -> Iterator[logs.LogRecord]:
+        """The container's log entries; following ends once the container is no longer running."""
+        record = self.get(id_or_name)
+        if not record["log_path"]:
+            raise EngineError("the container's logging driver keeps no log to read", subject=record["name"])
+        cid = record["id"]
+
+        def finished() -> bool:
+            current = records.get(self.db, cid)
+            return current is None or current["state"] not in ACTIVE_STATES
+
+        return logs.read_logs(
+            record["log_path"],
+            since=since,
+            until=until,
+            tail=tail,
+            timestamps=timestamps,
+            follow=follow,
+            stop=finished if follow else None,
+        )
+
+    # -- exec ------------------------------------------------------------------------------------------
+
+    def exec(
+        self,
+        id_or_name: str,
+        args: Sequence[str],
+        *,
+        env: Sequence[tuple[str, str]] = (),
+        user: str | None = None,
+        workdir: str | None = None,
+        tty: bool = False,
+        stdio: spawn.Stdio = (0, 1, 2),
+    ) -> int:
+        """Run `args` inside the running container and return its exit code.
+
+        spawn.exec_in must run in a single-threaded process: a helper is forked for it, which waits for
+        the command and exits with its code; an error before exec comes back as the engine error it was.
+        """
+        record = self._require_running(id_or_name)
+        spec = self.spec_of(record)
+        pid = self._checked_pid(record)
+        env = tuple(spec.process.env) + tuple(env)
+        group = self._cgroup(record["id"])
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        helper = os.fork()
+        if helper == 0:  # pragma: no cover - the forked helper
+            os.close(err_r)
+            _exec_helper(
+                pid,
+                args,
+                env,
+                user or spec.process.user,
+                workdir or spec.process.working_dir,
+                spec,
+                tty,
+                stdio,
+                group,
+                err_w,
+            )
+        os.close(err_w)
+        with os.fdopen(err_r, "rb") as pipe:
+            raw = pipe.read()
+        code = spawn.wait(helper)
+        if raw:
+            raise _error_from_json(raw, record["name"])
+        return code
+
+    # -- stats and top ---------------------------------------------------------------------------------
+
+    def stats(self, id_or_name: str, interval: float = 0.5) -> dict[str, Any]:
+        """One `docker stats` row: CPU % over `interval` seconds from two cgroup samples, memory, pids, IO."""
+        record = self._require_running(id_or_name, allow_paused=True)
+        group = self._cgroup(record["id"])
+        first, t0 = group.stats(), time.monotonic()
+        time.sleep(interval)
+        second, t1 = group.stats(), time.monotonic()
+        return stats_row(record, first, second, t1 - t0)
+
+    def top(self, id_or_name: str) -> dict[str, Any]:
+        """The container's processes as `docker top` shows them (ps -ef columns), from /proc."""
+        record = self._require_running(id_or_name, allow_paused=True)
+        processes = [row for pid in sorted(self._cgroup(record["id"]).pids()) if (row := ps_row(pid))]
+        return {"Titles": list(PS_TITLES), "Processes": processes}
+
+
+# -- exec helper ----------------------------------------------------------------------------------------
+
+
+def _exec_helper(pid, args, env, user, workdir, spec, tty, stdio, group, err_w) -> None:  # type: ignore[no-untyped-def]
+    """In the forked helper: start the command, wait for it, exit with its code (never returns)."""
+    code = spawn.CHILD_FAILED
+    try:
+        child = spawn.exec_in(
+            pid,
+            args,
+            env,
+            user,
+            workdir,
+            group_add=spec.process.group_add,
+            security_opts=spec.security,
+            host_network=spec.network_mode == "host",
+            tty=tty,
+            stdio=stdio,
+            cgroup=group,
+        )
+        os.close(err_w)
+        err_w = -1
+        code = spawn.wait(child)
+    except BaseException as exc:  # everything goes back to the parent
+        if err_w >= 0:
+            with contextlib.suppress(OSError):
+                os.write(err_w, _error_json(exc))
+    finally:
+        os._exit(code)
+
+
+def _error_json(exc: BaseException) -> bytes:
+    kind = type(exc).__name__ if isinstance(exc, EngineError) else "ContainerStartError"
+    subject = getattr(exc, "subject", None)
+    return json.dumps(
+        {"type": kind, "message": getattr(exc, "message", str(exc)), "subject": subject}
+    ).encode()
+
+
+def _error_from_json(raw: bytes, name: str) -> EngineError:
+    data = json.loads(raw)
+    cls = getattr(errors, data.get("type", ""), None)
+    if not (isinstance(cls, type) and issubclass(cls, EngineError)):
+        cls = errors.ContainerStartError
+    return cls(data.get("message", "exec failed"), subject=data.get("subject") or name)
+
+
+# -- pure helpers (unit tested) -----------------------------------------------------------------------
+
+
+def parse_signal(value: int | str) -> int:
+    """9, "9", "KILL", "SIGKILL", "sigterm" -> the signal number; anything else is InvalidCommand."""
+    if isinstance(value, int):
+        number = value
+    elif value.isdigit():
+        number = int(value)
+    else:
+        name = value.upper()
+        name = name if name.startswith("SIG") else "SIG" + name
+        number = getattr(signals.Signals, name, None) or 0
+    if not 0 < int(number) < signals.NSIG:
+        raise errors.InvalidCommand(f"invalid signal: {value}", subject=str(value))
+    return int(number)
+
+
+def inspect_document(record: dict[str, Any], spec: ContainerSpec) -> dict[str, Any]:
+    """Docker's inspect layout (Id, Name with its leading slash, State, Config, Mounts...)."""
+    state = record["state"]
+    health = json.loads(record["health"]) if record["health"] else None
+    zero = "0001-01-01T00:00:00Z"
+    return {
+        "Id": record["id"],
+        "Created": record["created"],
+        "Path": spec.process.args[0] if spec.process.args else "",
+        "Args": list(spec.process.args[1:]),
+        "State": {
+            "Status": state,
+            "Running": state in ("running", "paused"),
+            "Paused": state == "paused",
+            "Restarting": state == "restarting",
+            "OOMKilled": record["oom_killed"],
+            "Dead": state == "dead",
+            "Pid": record["pid"] or 0,
+            "ExitCode": record["exit_code"] or 0,
+            "StartedAt": record["started_at"] or zero,
+            "FinishedAt": record["finished_at"] or zero,
+            **({"Health": health} if health is not None else {}),
+        },
+        "Image": record["image_id"],
+        "Name": "/" + record["name"],
+        "RestartCount": record["restart_count"],
+        "LogPath": record["log_path"] or "",
+        "HostConfig": _host_config(spec),
+        "Mounts": [_mount_doc(m) for m in spec.mounts],
+        "Config": _config_doc(record, spec),
+    }
+
+
+def _host_config(spec: ContainerSpec) -> dict[str, Any]:
+    r, s = spec.resources, spec.security
+    name, _, count = spec.restart.partition(":")
+    return {
+        "NetworkMode": spec.network_mode,
+        "RestartPolicy": {"Name": name, "MaximumRetryCount": int(count or 0)},
+        "LogConfig": {"Type": spec.log_driver, "Config": dict(spec.log_options)},
+        "Privileged": s.privileged,
+        "CapAdd": list(s.cap_add) or None,
+        "CapDrop": list(s.cap_drop) or None,
+        "ReadonlyRootfs": s.read_only_rootfs,
+        "Memory": r.memory or 0,
+        "NanoCpus": int((r.cpus or 0) * 1e9),
+        "PidsLimit": r.pids_limit,
+        "ShmSize": spec.shm_size,
+    }
+
+
+def _mount_doc(mount: Mount) -> dict[str, Any]:
+    doc: dict[str, Any] = {"Type": mount.type, "Destination": mount.target, "RW": not mount.read_only}
+    if mount.type == "volume":
+        doc.update({"Name": mount.source, "Driver": "local"})
+    elif mount.type == "bind":
+        doc["Source"] = mount.source
+    return doc
+
+
+def _config_doc(record: dict[str, Any], spec: ContainerSpec) -> dict[str, Any]:
+    p = spec.process
+    config: dict[str, Any] = {
+        "Hostname": rootfs.container_hostname(spec),
+        "Domainname": spec.domainname or "",
+        "User": p.user or "",
+        "Tty": p.tty,
+        "OpenStdin": p.stdin_open,
+        "Env": [f"{k}={v}" for k, v in p.env],
+        "Cmd": list(p.args),
+        "Image": spec.image or record["image_id"],
+        "WorkingDir": p.working_dir or "",
+        "Labels": record["labels"],
+        "StopSignal": spec.stop_signal,
+        "StopTimeout": spec.stop_grace_period,
+    }
+    if spec.healthcheck is not None:
+        test, interval, timeout, start_period, start_interval, retries = spec.healthcheck
+        config["Healthcheck"] = {
+            "Test": list(test),
+            "Interval": _ns(interval),
+            "Timeout": _ns(timeout),
+            "StartPeriod": _ns(start_period),
+            "StartInterval": _ns(start_interval),
+            "Retries": retries or 0,
+        }
+    return config
+
+
+def _ns(seconds: float | None) -> int:
+    return int((seconds or 0) * 1e9)
+
+
+def stats_row(record: dict[str, Any], first: Any, second: Any, elapsed: float) -> dict[str, Any]:
+    """Docker's columns from two CgroupStats samples `elapsed` seconds apart.
+
+    CPU % is container CPU time over wall time (100 % = one full core, as docker's multi-core figure);
+    MEM USAGE subtracts the inactive file cache, as docker does; the limit is the host's memory when
+    the container has none.
+    """
+    cpu = 0.0
+    if first.cpu_usage_ns is not None and second.cpu_usage_ns is not None and elapsed > 0:
+        cpu = max(0, second.cpu_usage_ns - first.cpu_usage_ns) / (elapsed * 1e9) * 100.0
+    usage = max(0, (second.memory_usage or 0) - (second.memory_inactive_file or 0))
+    limit = second.memory_limit or host_memory()
+    return {
+        "ID": record["id"],
+        "Name": record["name"],
+        "CPUPerc": round(cpu, 2),
+        "MemUsage": usage,
+        "MemLimit": limit,
+        "MemPerc": round(usage / limit * 100.0, 2) if limit else 0.0,
+        "PIDs": second.pids_current or 0,
+        "BlockRead": second.blkio_read_bytes or 0,
+        "BlockWrite": second.blkio_write_bytes or 0,
+    }
+
+
+def host_memory() -> int:
+    """MemTotal in bytes (docker's memory limit column for an unlimited container)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+PS_TITLES = ("UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD")
+
+
+def ps_row(pid: int) -> list[str] | None:
+    """One `ps -ef` line for `pid` from /proc, or None if it exited meanwhile."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        status = Path(f"/proc/{pid}/status").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+    fields = stat[stat.rindex(")") + 2 :].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu_s = (int(fields[11]) + int(fields[12])) / ticks
+    started = _boot_time() + int(fields[19]) / ticks
+    age = max(time.time() - started, 1e-9)
+    uid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:")))
+    args = [a.decode(errors="replace") for a in cmdline.split(b"\0") if a]
+    return [
+        _user_name(uid),
+        str(pid),
+        fields[1],
+        str(int(cpu_s / age * 100)),
+        time.strftime("%H:%M", time.localtime(started)),
+        _tty_name(int(fields[4])),
+        time.strftime("%H:%M:%S", time.gmtime(cpu_s)),
+        " ".join(args) if args else f"[{comm}]",
+    ]
+
+
+def _boot_time() -> float:
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _tty_name(tty_nr: int) -> str:
+    if tty_nr == 0:
+        return "?"
+    major, minor = os.major(tty_nr), os.minor(tty_nr)
+    return f"pts/{minor}" if 136 <= major <= 143 else f"tty{minor}"

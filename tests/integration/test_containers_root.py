@@ -1,0 +1,255 @@
+"""ContainerManager on a real state root with the busybox image: create/remove leave nothing behind;
+pause, kill, exec, stats, top and logs on a running container.
+
+Until the supervisor lands, a running container is started here the way it will start one: its cgroup
+under a private parent, spawn.start, records.record_started. Every fixture kills, reaps and removes what
+it made, even when the test fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import signal
+import tarfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from rootfs_fixture import busybox_rootfs
+
+from engine.containers import cgroups, logs, manager, records, spawn
+from engine.containers.cgroups import Cgroup
+from engine.containers.manager import ContainerManager
+from engine.containers.spec import ContainerSpec, Mount, Process
+from engine.errors import (
+    ContainerConflict,
+    ContainerNotFound,
+    ContainerStartError,
+    ImageInUse,
+    InvalidCommand,
+    VolumeNotFound,
+)
+from engine.state.root import StateRoot
+
+pytestmark = pytest.mark.root
+
+if os.geteuid() != 0:
+    pytest.skip("needs root", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def rootfs_tar(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(busybox_rootfs(), arcname=".")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def mgr(tmp_path: Path, rootfs_tar: bytes) -> Iterator[ContainerManager]:
+    root = StateRoot.open(tmp_path / "root")
+    parent = "pyc-test-" + uuid.uuid4().hex[:10]
+    m = ContainerManager(root, cgroup_parent=parent)
+    try:
+        m.images.import_rootfs(io.BytesIO(rootfs_tar), "pyc-test/busybox:1")
+        yield m
+    finally:
+        try:
+            for record in records.list_all(root.db):
+                m.remove(record["id"], force=True, volumes=True)
+        finally:
+            cgroups.remove_parent(parent)
+            root.close()
+
+
+def _spec(m: ContainerManager, *args: str, **kw) -> ContainerSpec:  # type: ignore[no-untyped-def]
+    image = m.images.resolve("pyc-test/busybox:1")
+    name = kw.pop("name", "pyc-test-" + uuid.uuid4().hex[:8])
+    process = Process(args=args or ("sleep", "1000"), env=(("PATH", "/bin"),))
+    return ContainerSpec(
+        id="", name=name, image_id=image.id, layer_dirs=(), process=process, image="pyc-test/busybox:1", **kw
+    )
+
+
+class Running:
+    """A container started as the supervisor will: own cgroup, spawn.start, row marked running."""
+
+    def __init__(self, m: ContainerManager, record: dict) -> None:
+        self.m, self.record = m, record
+        spec = m.spec_of(record)
+        self.group = Cgroup.create(manager.cgroup_name(record["id"]), parent=m.cgroup_parent)
+        self.read, write = os.pipe()
+        null = os.open("/dev/null", os.O_RDONLY)
+        try:
+            self.pid = spawn.start(
+                spec, m.root, stdio=(null, write, write), volumes=m.volume_sources(spec), cgroup=self.group
+            )
+        finally:
+            os.close(write)
+            os.close(null)
+        records.record_started(m.db, record["id"], self.pid, manager.now_rfc3339())
+
+    def reap(self) -> int | None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            return spawn.wait(self.pid)
+        except ChildProcessError:
+            return None
+        finally:
+            os.close(self.read)
+
+
+@pytest.fixture
+def running(mgr: ContainerManager) -> Iterator[Running]:
+    record = mgr.create(_spec(mgr))
+    box = Running(mgr, record)
+    try:
+        yield box
+    finally:
+        box.reap()
+        if records.get(mgr.db, record["id"]) is not None:
+            mgr.remove(record["id"], force=True)
+
+
+def _mounts_under(path: Path) -> list[str]:
+    return [line for line in Path("/proc/self/mounts").read_text().splitlines() if str(path) in line]
+
+
+def test_create_inspect_remove_leaves_nothing(mgr: ContainerManager) -> None:
+    named = mgr.volumes.create("pyc-test-named")
+    spec = _spec(
+        mgr,
+        "true",
+        mounts=(Mount(type="volume", target="/etc", source=named.name), Mount(type="volume", target="/data")),
+        labels=(("pyc-test", "yes"),),
+    )
+    record = mgr.create(spec)
+    cid = record["id"]
+    assert len(cid) == 64 and record["state"] == "created"
+    anonymous = next(m.source for m in mgr.spec_of(record).mounts if m.target == "/data")
+    assert set(mgr.volumes.users(named.name)) == {cid} and mgr.volumes.users(anonymous) == [cid]
+    assert (Path(named.mountpoint) / "passwd").exists()  # copy-up from the image on first use
+    base = mgr.root.path / "containers" / cid
+    assert (base / "upper").is_dir() and (base / "hosts").exists()
+
+    doc = mgr.inspect(record["name"])
+    assert doc["Id"] == cid and doc["Name"] == "/" + spec.name
+    assert doc["State"]["Status"] == "created" and doc["State"]["Running"] is False
+    assert doc["Config"]["Image"] == "pyc-test/busybox:1" and doc["Config"]["Cmd"] == ["true"]
+    assert doc["Config"]["Labels"] == {"pyc-test": "yes"}
+    assert doc["LogPath"].endswith(f"{cid}-json.log")
+    assert {m["Name"] for m in doc["Mounts"]} == {named.name, anonymous}
+    assert [r["id"] for r in mgr.list(all=True, labels={"pyc-test": None})] == [cid]
+    assert mgr.list() == []  # not running
+
+    with pytest.raises(ImageInUse):
+        mgr.images.remove(spec.image_id, force=False)
+    with pytest.raises(ContainerConflict):
+        mgr.create(dataclasses.replace(_spec(mgr, "true"), name=spec.name))
+
+    assert mgr.remove(cid[:8], volumes=True) == cid
+    assert records.get(mgr.db, cid) is None and not base.exists()
+    assert mgr.volumes.users(named.name) == [] and mgr.volumes.get(named.name)
+    assert anonymous not in {v.name for v in mgr.volumes.list()}
+    assert _mounts_under(mgr.root.path) == []
+    assert mgr.images.containers_using(spec.image_id) == []
+    with pytest.raises(ContainerNotFound):
+        mgr.inspect(cid)
+    mgr.volumes.remove(named.name)
+
+
+def test_failed_create_undoes_everything(mgr: ContainerManager) -> None:
+    with pytest.raises(ContainerConflict):
+        mgr.create(_spec(mgr, name="bad name!"))
+    spec = _spec(mgr, mounts=(Mount(type="volume", target="/data", source="pyc-test-missing"),))
+    with pytest.raises(VolumeNotFound):
+        mgr.create(spec)
+    assert records.list_all(mgr.db) == []
+    assert not (mgr.root.path / "containers").exists() or not any((mgr.root.path / "containers").iterdir())
+
+
+def test_pause_freezes_and_unpause_thaws(running: Running) -> None:
+    m, cid = running.m, running.record["id"]
+    m.pause(cid)
+    assert m.get(cid)["state"] == "paused" and m.inspect(cid)["State"]["Paused"] is True
+    assert _proc_state(running.pid) in ("D", "S")  # frozen tasks sleep in the freezer
+    with pytest.raises(ContainerConflict):
+        m.pause(cid)
+    with pytest.raises(ContainerConflict):
+        m.exec(cid, ["true"])
+    m.unpause(cid)
+    assert m.get(cid)["state"] == "running"
+    assert m.exec(cid, ["true"]) == 0  # it runs again
+
+
+def _proc_state(pid: int) -> str:
+    text = Path(f"/proc/{pid}/status").read_text()
+    return next(line.split()[1] for line in text.splitlines() if line.startswith("State:"))
+
+
+def test_exec_sees_the_container(running: Running, tmp_path: Path) -> None:
+    m, cid = running.m, running.record["id"]
+    out = tmp_path / "out"
+    with open(out, "wb") as f, open(os.devnull, "rb") as null:
+        code = m.exec(
+            cid,
+            ["sh", "-c", "hostname; cat /proc/1/cmdline; exit 3"],
+            stdio=(null.fileno(), f.fileno(), f.fileno()),
+        )
+    assert code == 3
+    hostname, cmdline = out.read_text().split("\n", 1)
+    assert hostname == cid[:12] and cmdline.startswith("sleep\x001000")
+    with pytest.raises(ContainerStartError, match="No such file"):
+        m.exec(cid, ["/no/such/binary"])  # the helper's error comes back as the engine error it was
+
+
+def test_stats_and_top(running: Running) -> None:
+    m, cid = running.m, running.record["id"]
+    row = m.stats(cid, interval=0.2)
+    assert row["PIDs"] >= 1 and row["MemUsage"] > 0 and row["MemLimit"] > 0
+    assert 0.0 <= row["CPUPerc"] < 50.0  # sleep uses no CPU
+    top = m.top(cid)
+    assert top["Titles"][:2] == ["UID", "PID"]
+    assert [p[1] for p in top["Processes"]] == [str(running.pid)]
+    assert top["Processes"][0][-1] == "sleep 1000"
+
+
+def test_kill_signals_pid1(running: Running) -> None:
+    m, cid = running.m, running.record["id"]
+    with pytest.raises(InvalidCommand):
+        m.kill(cid, "NOTASIGNAL")
+    m.kill(cid, "KILL")
+    assert running.reap() == 137
+    running.reap = lambda: None  # type: ignore[method-assign]
+
+
+def test_remove_running_needs_force(running: Running) -> None:
+    m, cid = running.m, running.record["id"]
+    with pytest.raises(ContainerConflict):
+        m.remove(cid)
+    m.remove(cid, force=True)
+    assert running.reap() == 137
+    running.reap = lambda: None  # type: ignore[method-assign]
+    assert records.get(m.db, cid) is None
+    assert not any(path.exists() for path in running.group.directories())
+    assert not (m.root.path / "containers" / cid).exists()
+
+
+def test_logs_read_the_json_file(mgr: ContainerManager) -> None:
+    record = mgr.create(_spec(mgr, "true"))
+    writer = logs.open_log(Path(record["log_path"]).parent, record["id"], "json-file", {})
+    writer.feed("stdout", b"one\ntwo\n", now=1_700_000_000_000_000_000)
+    writer.feed("stderr", b"three\n", now=1_700_000_001_000_000_000)
+    writer.close()
+    lines = [r.line for r in mgr.logs(record["id"])]
+    assert lines == ["one\n", "two\n", "three\n"]
+    assert [r.stream for r in mgr.logs(record["id"], tail=1)] == ["stderr"]
+    deadline = time.monotonic() + 5  # follow of a container that is not running ends by itself
+    assert len(list(mgr.logs(record["id"], follow=True))) == 3 and time.monotonic() < deadline
