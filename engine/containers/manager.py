@@ -45,20 +45,6 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-class ContainerAwareImageStore(ImageStore):
-    """The image store with its "in use" hooks answered from the containers table."""
-
-    def containers_using(self, image_id: str) -> list[str]:
-        rows = self._db.query("SELECT id FROM containers WHERE image_id = ? ORDER BY id", (image_id,))
-        return [row[0] for row in rows]
-
-    def layers_used_by_containers(self) -> set[str]:
-        rows = self._db.query(
-            "SELECT DISTINCT il.chain_id FROM image_layers il JOIN containers c ON c.image_id = il.image_id"
-        )
-        return {row[0] for row in rows}
-
-
 class ContainerManager:
     """Every container operation on `root`; methods take a full id, a unique id prefix or a name."""
 
@@ -66,7 +52,7 @@ class ContainerManager:
         self.root = root
         self.db = root.db
         self.cgroup_parent = cgroup_parent or os.environ.get(CGROUP_PARENT_ENV) or DEFAULT_PARENT
-        self.images = ContainerAwareImageStore(root)
+        self.images = records.bind_image_hooks(ImageStore(root), self.db)
         self.volumes = VolumeStore(root)
 
     # -- lookup ----------------------------------------------------------------------------------------

@@ -159,3 +159,27 @@ def delete(db: Database, id: str) -> None:
     with db.transaction() as conn:
         if conn.execute("DELETE FROM containers WHERE id = ?", (id,)).rowcount == 0:
             raise ContainerNotFound("no such container", subject=id)
+
+
+def containers_using(db: Database, image_id: str) -> list[str]:
+    """Ids of containers created from the image: while any exists the image is "in use"."""
+    rows = db.query("SELECT id FROM containers WHERE image_id = ? ORDER BY id", (image_id,))
+    return [row[0] for row in rows]
+
+
+def layers_in_use(db: Database) -> set[str]:
+    """Chain ids of every layer some container's image stacks (they are its overlayfs lower dirs)."""
+    rows = db.query(
+        "SELECT DISTINCT il.chain_id FROM image_layers il JOIN containers c ON c.image_id = il.image_id"
+    )
+    return {row[0] for row in rows}
+
+
+def bind_image_hooks(store: Any, db: Database) -> Any:
+    """Answer ImageStore's `containers_using` / `layers_used_by_containers` hooks from this table.
+
+    Kept here (not a subclass in manager.py) so `image rm` gets the check without importing the runtime.
+    """
+    store.containers_using = lambda image_id: containers_using(db, image_id)
+    store.layers_used_by_containers = lambda: layers_in_use(db)
+    return store

@@ -107,3 +107,20 @@ def test_delete(db):
     cid = _add(db)["id"]
     records.delete(db, cid)
     assert records.get(db, cid) is None and records.list_all(db) == []
+
+
+def test_image_hooks_answer_from_the_table(db):
+    class Store:
+        def containers_using(self, image_id):
+            return []
+
+        def layers_used_by_containers(self):
+            return set()
+
+    db.execute("INSERT INTO layers (chain_id, diff_id, size, created) VALUES ('sha256:l1', 'd', 0, 't')")
+    db.execute("INSERT INTO image_layers (image_id, position, chain_id) VALUES (?, 0, 'sha256:l1')", (IMAGE,))
+    store = records.bind_image_hooks(Store(), db)
+    assert store.containers_using(IMAGE) == [] and store.layers_used_by_containers() == set()
+    cid = _add(db)["id"]
+    assert store.containers_using(IMAGE) == [cid]
+    assert store.layers_used_by_containers() == {"sha256:l1"}
