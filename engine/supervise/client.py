@@ -1,0 +1,117 @@
+"""The CLI side of supervision: make sure a keeper + supervisor run for a state root, and talk to them.
+
+`ensure_supervisor(root)` pings `run/supervisor.sock`; if nothing answers it starts a keeper detached
+from the caller (new session, cwd /, stdin /dev/null, output to `run/supervisor.log`; the keeper forks once
+more so it is not our child) and waits for the socket. A keeper that finds `locks/keeper.lock` taken
+exits at once, so two racing CLIs start one keeper. `request(root, op, **args)` sends one JSON line and
+returns the reply, re-raising an error reply as the engine error class it names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import engine
+from engine import errors
+from engine.state.root import StateRoot
+from engine.supervise.daemon import SOCKET_NAME, _error_from
+from engine.supervise.keeper import CGROUP_PARENT_ENV
+
+START_TIMEOUT = 10.0
+REQUEST_TIMEOUT = 120.0
+LOG_NAME = "supervisor.log"
+
+
+def socket_path(root: StateRoot) -> Path:
+    return run_dir(root) / SOCKET_NAME
+
+
+def run_dir(root: StateRoot) -> Path:
+    """<root>/run: the control socket and the supervisor's own log (made on first use, 0700)."""
+    path = root.path / "run"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def ping(root: StateRoot) -> bool:
+    """True if a supervisor answers on the socket."""
+    try:
+        return bool(_call(root, {"op": "ping"}, timeout=2.0).get("ok"))
+    except (OSError, ValueError):
+        return False
+
+
+def ensure_supervisor(
+    root: StateRoot, *, cgroup_parent: str | None = None, timeout: float = START_TIMEOUT
+) -> None:
+    """Start the keeper (and through it the supervisor) unless one answers; wait until it does."""
+    if ping(root):
+        return
+    _start_keeper(root, cgroup_parent)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ping(root):
+            return
+        time.sleep(0.02)
+    raise errors.SupervisorError(
+        f"supervisor did not answer within {timeout:g}s (see {run_dir(root) / LOG_NAME})",
+        subject=str(root.path),
+    )
+
+
+def _start_keeper(root: StateRoot, cgroup_parent: str | None) -> None:
+    """Run `keeper --detach` in a new session; it forks and its parent exits, so init (or our
+    nearest subreaper) adopts it, never this process."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(engine.__file__).resolve().parent.parent)
+    if cgroup_parent:
+        env[CGROUP_PARENT_ENV] = cgroup_parent
+    argv = [sys.executable, "-m", "engine.supervise.keeper", "--root", str(root.path), "--detach"]
+    with open(run_dir(root) / LOG_NAME, "ab") as log:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/", env=env,
+            start_new_session=True, close_fds=True,
+        )  # fmt: skip
+    proc.wait(timeout=START_TIMEOUT)
+
+
+def request(root: StateRoot, op: str, **args: Any) -> dict[str, Any]:
+    """One request to the supervisor; an error reply is raised as its engine error."""
+    try:
+        reply = _call(root, {"v": 1, "op": op, **args}, timeout=REQUEST_TIMEOUT)
+    except OSError as exc:
+        raise errors.SupervisorError(f"cannot reach the supervisor: {exc}", subject=str(root.path)) from exc
+    if not reply.get("ok"):
+        raise _error_from(reply)
+    return reply
+
+
+def shutdown(root: StateRoot, timeout: float = 15.0) -> None:
+    """For tests: kill every supervised container and stop supervisor and keeper; waits for the keeper."""
+    with contextlib.suppress(errors.SupervisorError):
+        request(root, "shutdown")
+    lock = root.lock("keeper")
+    lock.acquire(timeout=timeout)  # the keeper releases it when it exits
+    lock.release()
+
+
+def _call(root: StateRoot, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(socket_path(root)))
+        sock.sendall(json.dumps(message).encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("supervisor closed the connection")
+            buf += chunk
+    return json.loads(buf)

@@ -1,0 +1,610 @@
+"""The supervisor daemon: one asyncio process per state root that starts, watches and stops containers.
+
+Its parent is the keeper (keeper.py), which reaps container PID 1s and restarts this process if it dies.
+This process: starts containers through a forked single-threaded helper (so the container is re-parented
+to the keeper when the helper exits), reads their stdout/stderr pipes into json-file logs, runs health
+probes (spawn.exec_in, directly: this process never starts a thread), applies restart policies when the
+keeper reports an exit, and answers the control socket `run/supervisor.sock` (one JSON object per line:
+ops ping, start, stop, status, shutdown). On start it re-adopts what the keeper holds.
+It is the only writer of container rows besides the keeper's exit record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine import errors
+from engine.containers import logs, records, spawn
+from engine.containers.cgroups import DEFAULT_PARENT, Cgroup
+from engine.containers.spec import ContainerSpec
+from engine.errors import ContainerConflict, ContainerNotFound, EngineError
+from engine.state.db import Database
+from engine.state.locks import FileLock
+from engine.state.root import StateRoot
+from engine.supervise import health, keeper, restart
+
+SOCKET_NAME = "supervisor.sock"
+SUPERVISOR_LOCK = "supervisor.lock"
+PIPE_SIZE = 1 << 20  # DESIGN.md: room for a supervisor restart gap
+F_SETPIPE_SZ = 1031
+DRAIN_TIMEOUT = 2.0  # after an exit, how long the pipes may take to reach EOF
+
+
+def log_dir(root: Path) -> Path:
+    """Where container logs live: containers/<id>/ next to the writable layer."""
+    return root / "containers"
+
+
+def restart_policy_of(spec: ContainerSpec) -> restart.RestartPolicy:
+    """Compose `deploy.restart_policy` wins over `restart`, as in Compose."""
+    if spec.restart_policy is not None:
+        return restart.from_deploy(*spec.restart_policy)
+    return restart.parse_restart(spec.restart)
+
+
+def health_config_of(spec: ContainerSpec) -> health.HealthConfig | None:
+    """The spec's healthcheck as the scheduler's config (None or NONE = no probes)."""
+    if spec.healthcheck is None:
+        return None
+    test, interval, timeout, start_period, start_interval, retries = spec.healthcheck
+    config = health.HealthConfig(
+        tuple(test), interval or 0.0, timeout or 0.0, start_period or 0.0, start_interval or 0.0, retries or 0
+    )
+    return None if config.disabled else config
+
+
+def signal_of(name: str | int) -> int:
+    """`SIGTERM`, `TERM`, `15` -> 15."""
+    text = str(name).upper()
+    if text.isdigit():
+        return int(text)
+    return int(signal.Signals[text if text.startswith("SIG") else "SIG" + text])
+
+
+@dataclass(eq=False)
+class Watched:
+    """One container this daemon looks after while it runs (and between an exit and its restart)."""
+
+    spec: ContainerSpec
+    pid: int = 0
+    fds: dict[str, int] = field(default_factory=dict)  # stream -> read end still open
+    sink: Any = None
+    started: float = 0.0
+    backoff: float = 0.0
+    restart_times: list[float] = field(default_factory=list)
+    exit: dict[str, Any] | None = None
+    done: asyncio.Future[dict[str, Any]] | None = None
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
+    health: health.HealthState | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+
+class Daemon:
+    """The supervisor's state and handlers."""
+
+    def __init__(self, root: Path, keeper_sock: socket.socket, cgroup_parent: str) -> None:
+        self.root = root
+        self.db = Database(root / "pycompose.db")
+        self.state_root = StateRoot(root, self.db)
+        self.keeper = keeper_sock
+        self.cgroup_parent = cgroup_parent
+        self.watched: dict[str, Watched] = {}
+        self.stopping = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+
+    # -- keeper link -----------------------------------------------------------------------------
+
+    def handshake(self) -> list[dict[str, Any]]:
+        """hello -> held (blocking, before serving): returns other messages that arrived first."""
+        keeper.send(self.keeper, {"op": "hello"})
+        early = []
+        while True:
+            message, fds = keeper.receive(self.keeper)
+            if message is None:
+                raise errors.SupervisorError("keeper closed the link")
+            if message.get("op") == "held":
+                self.adopt(message["items"], fds)  # type: ignore[arg-type]
+                return early
+            early.append(message)
+
+    def adopt(self, items: list[dict[str, Any]], fds: list[int]) -> None:
+        """Take back containers the keeper holds: their pipes, logs and health state."""
+        for item in items:
+            mine, fds = fds[: item["nfds"]], fds[item["nfds"] :]
+            row = records.get(self.db, item["id"])
+            if row is None:
+                keeper.send(self.keeper, {"op": "forget", "id": item["id"]})
+                _close(mine)
+                continue
+            w = Watched(ContainerSpec.from_json(row["spec"]), pid=item["pid"], started=time.monotonic())
+            w.done = self.loop.create_future()
+            self.watched[w.id] = w
+            self._attach(w, dict(zip(("stdout", "stderr"), mine, strict=False)))
+            if not item.get("exited"):
+                self._start_health(w, row.get("health"))
+
+    def on_keeper(self) -> None:
+        try:
+            message, fds = keeper.receive(self.keeper)
+        except BlockingIOError:
+            return
+        _close(fds)
+        if message is None:  # the keeper died: keep going, containers now belong to init (DESIGN.md)
+            self.loop.remove_reader(self.keeper.fileno())
+            return
+        self.handle_keeper(message)
+
+    def handle_keeper(self, message: dict[str, Any]) -> None:
+        if message.get("op") == "exit" and message["id"] in self.watched:
+            w = self.watched[message["id"]]
+            if w.exit is None and w.pid == message["pid"]:
+                w.exit = message
+                w.tasks.append(self.loop.create_task(self.on_exit(w)))
+
+    # -- start -----------------------------------------------------------------------------------
+
+    def start(self, cid: str) -> dict[str, Any]:
+        """Start a created or exited container (a user start clears `stopped by user`)."""
+        row = records.get(self.db, cid)
+        if row is None:
+            raise ContainerNotFound("no such container", subject=cid)
+        w = self.watched.get(row["id"])
+        if w is not None and w.exit is None:
+            raise ContainerConflict("container is already running", subject=row["name"])
+        if w is not None:
+            self._cancel(w)
+        records.set_stopped_by_user(self.db, row["id"], False)
+        w = Watched(ContainerSpec.from_json(row["spec"]))
+        self.watched[w.id] = w
+        try:
+            self.spawn(w)
+        except BaseException:
+            self.watched.pop(w.id, None)
+            raise
+        return {"id": w.id, "pid": w.pid}
+
+    def spawn(self, w: Watched) -> None:
+        """cgroup, pipes, forked helper running spawn.start, hand the pipes to the keeper, record."""
+        group = self._cgroup(w.spec)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        for fd in (out_r, err_r):
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
+        try:
+            pid = self._helper(w.spec, (out_w, err_w), group)
+        except BaseException:
+            _close([out_r, err_r])
+            raise
+        finally:
+            _close([out_w, err_w])
+        w.pid, w.exit, w.started = pid, None, time.monotonic()
+        w.done = self.loop.create_future()
+        w.drained = asyncio.Event()
+        keeper.send(self.keeper, {"op": "hold", "id": w.id, "pid": pid}, [out_r, err_r])
+        records.record_started(self.db, w.id, pid, keeper.now_rfc3339())
+        self._attach(w, {"stdout": out_r, "stderr": err_r})
+        self._start_health(w, None)
+
+    def _cgroup(self, spec: ContainerSpec) -> Cgroup:
+        try:
+            group = Cgroup.open(spec.id, parent=self.cgroup_parent)
+        except EngineError:
+            group = Cgroup.create(spec.id, parent=self.cgroup_parent)
+        group.apply(spec.resources)
+        return group
+
+    def _helper(self, spec: ContainerSpec, outs: tuple[int, int], group: Cgroup) -> int:
+        """Fork; the child (single-threaded) starts the container and exits, so the keeper adopts it."""
+        res_r, res_w = os.pipe2(os.O_CLOEXEC)
+        null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        helper = os.fork()
+        if helper == 0:
+            status = 0
+            try:
+                pid = spawn.start(spec, self.state_root, stdio=(null, *outs), cgroup=group)
+                os.write(res_w, json.dumps({"pid": pid}).encode())
+            except BaseException as exc:
+                os.write(res_w, json.dumps(_error_body(exc)).encode())
+                status = 1
+            os._exit(status)
+        _close([res_w, null])
+        try:
+            data = _read_all(res_r)
+        finally:
+            os.close(res_r)
+            os.waitpid(helper, 0)
+        reply = json.loads(data or b'{"type": "ContainerStartError", "error": "spawn helper died"}')
+        if "pid" not in reply:
+            raise _error_from(reply)
+        return int(reply["pid"])
+
+    # -- logs ------------------------------------------------------------------------------------
+
+    def _attach(self, w: Watched, fds: dict[str, int]) -> None:
+        """Read each pipe in the loop into the container's log (json-file or none)."""
+        options = dict(w.spec.log_options)
+        w.sink = logs.open_log(log_dir(self.root) / w.id, w.id, w.spec.log_driver, options)
+        path = logs.log_path(log_dir(self.root) / w.id, w.id)
+        if w.spec.log_driver != "none":
+            records.set_log_path(self.db, w.id, str(path))
+        w.fds = dict(fds)
+        for stream, fd in fds.items():
+            os.set_blocking(fd, False)
+            self.loop.add_reader(fd, self._on_output, w, stream)
+        if not fds:
+            w.drained.set()
+
+    def _on_output(self, w: Watched, stream: str) -> None:
+        fd = w.fds[stream]
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        if data:
+            w.sink.feed(stream, data)
+            w.sink.flush()
+            return
+        self.loop.remove_reader(fd)
+        os.close(fd)
+        del w.fds[stream]
+        w.sink.eof(stream)
+        if not w.fds:
+            w.sink.close()
+            w.drained.set()
+
+    def _detach(self, w: Watched) -> None:
+        for fd in w.fds.values():
+            self.loop.remove_reader(fd)
+            os.close(fd)
+        w.fds.clear()
+        if w.sink is not None:
+            w.sink.close()
+        w.drained.set()
+
+    # -- exits and restarts ----------------------------------------------------------------------
+
+    async def on_exit(self, w: Watched) -> None:
+        """Drain the logs, record, tell the keeper to let go, then restart or settle."""
+        assert w.exit is not None
+        for task in list(w.tasks):
+            if task is not asyncio.current_task():
+                task.cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(w.drained.wait(), DRAIN_TIMEOUT)
+        self._detach(w)
+        code, oom = int(w.exit["code"]), bool(w.exit["oom"])
+        with contextlib.suppress(ContainerNotFound):
+            records.record_exited(self.db, w.id, code, oom, str(w.exit["finished_at"]))
+        keeper.send(self.keeper, {"op": "forget", "id": w.id})
+        if w.done is not None and not w.done.done():
+            w.done.set_result(w.exit)
+        row = records.get(self.db, w.id)
+        if row is None:
+            self.watched.pop(w.id, None)
+            return
+        now = time.monotonic()
+        facts = restart.ExitFacts(
+            code,
+            stopped_by_user=row["stopped_by_user"],
+            restart_count=row["restart_count"],
+            ran_for=now - w.started,
+            backoff=w.backoff,
+            restart_times=tuple(w.restart_times),
+            now=now,
+        )
+        decision = restart.decide(restart_policy_of(w.spec), facts)
+        w.backoff = decision.backoff
+        if not decision.restart:
+            self._settle(w)
+            return
+        records.set_state(self.db, w.id, "restarting")
+        await asyncio.sleep(decision.delay)
+        row = records.get(self.db, w.id)
+        if row is None or row["stopped_by_user"]:
+            self._settle(w)
+            return
+        records.bump_restart(self.db, w.id)
+        w.restart_times.append(time.monotonic())
+        w.tasks = []
+        try:
+            self.spawn(w)
+        except EngineError as exc:
+            print(f"supervisor: restarting {w.id}: {exc}", file=sys.stderr, flush=True)
+            records.set_state(self.db, w.id, "exited")
+            self._settle(w)
+
+    def _settle(self, w: Watched) -> None:
+        """A final exit: forget the container and remove its (now empty) cgroup."""
+        if self.watched.get(w.id) is w:
+            del self.watched[w.id]
+        with contextlib.suppress(EngineError):
+            Cgroup.open(w.id, parent=self.cgroup_parent).remove()
+        with contextlib.suppress(ContainerNotFound):
+            if (records.get(self.db, w.id) or {}).get("state") == "restarting":
+                records.set_state(self.db, w.id, "exited")
+
+    def _cancel(self, w: Watched) -> None:
+        for task in w.tasks:
+            task.cancel()
+        w.tasks = []
+
+    # -- stop ------------------------------------------------------------------------------------
+
+    async def stop(self, cid: str, timeout: float | None = None) -> dict[str, Any]:
+        """Mark stopped by the user, send stop_signal, SIGKILL after the grace period, wait for the exit."""
+        row = records.get(self.db, cid)
+        if row is None:
+            raise ContainerNotFound("no such container", subject=cid)
+        records.set_stopped_by_user(self.db, row["id"], True)
+        w = self.watched.get(row["id"])
+        if w is None:
+            return {"id": row["id"], "state": row["state"]}
+        if w.exit is not None:  # between an exit and its restart: the restart is cancelled
+            self._cancel(w)
+            self._settle(w)
+            return {"id": w.id, "state": "exited"}
+        grace = w.spec.stop_grace_period if timeout is None else timeout
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(w.pid, signal_of(w.spec.stop_signal))
+        assert w.done is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(w.done), grace)
+        except TimeoutError:
+            with contextlib.suppress(EngineError):
+                Cgroup.open(w.id, parent=self.cgroup_parent).kill_all(signal.SIGKILL, timeout=1.0)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(w.pid, signal.SIGKILL)
+            await asyncio.wait_for(asyncio.shield(w.done), 10.0)
+        return {"id": w.id, "state": "exited", "exit_code": w.done.result()["code"]}
+
+    # -- health ----------------------------------------------------------------------------------
+
+    def _start_health(self, w: Watched, saved: str | None) -> None:
+        config = health_config_of(w.spec)
+        if config is None:
+            return
+        if saved and w.health is None:
+            data = json.loads(saved)
+            w.health = health.HealthState.from_dict(config, float(data.get("started_at", time.time())), data)
+        elif w.health is None:
+            w.health = health.HealthState(config, time.time())
+        else:
+            w.health.restarted(time.time())
+        self._save_health(w)
+        w.tasks.append(self.loop.create_task(self._health_loop(w)))
+
+    def _save_health(self, w: Watched) -> None:
+        assert w.health is not None
+        with contextlib.suppress(ContainerNotFound):
+            records.set_health(self.db, w.id, json.dumps(w.health.to_dict()))
+
+    async def _health_loop(self, w: Watched) -> None:
+        assert w.health is not None
+        argv = health.probe_command(w.health.config)
+        assert argv is not None
+        while w.exit is None:
+            await asyncio.sleep(max(0.0, w.health.next_probe_at(time.time()) - time.time()))
+            if w.exit is not None:
+                return
+            w.health.record(await self._probe(w, argv))
+            self._save_health(w)
+
+    async def _probe(self, w: Watched, argv: tuple[str, ...]) -> health.ProbeResult:
+        """One probe inside the container's namespaces and cgroup; killed at its timeout."""
+        assert w.health is not None
+        timeout, start = w.health.timeout, time.time()
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        p = w.spec.process
+        try:
+            pid = spawn.exec_in(
+                w.pid, argv, p.env, p.user, p.working_dir, group_add=p.group_add,
+                security_opts=w.spec.security, host_network=w.spec.network_mode == "host",
+                stdio=(null, out_w, out_w), cgroup=self._try_cgroup(w.id),
+            )  # fmt: skip
+        except EngineError as exc:
+            _close([out_r, out_w, null])
+            return health.ProbeResult.finished(start, time.time(), -1, str(exc).encode())
+        _close([out_w, null])
+        output = bytearray()
+        try:
+            code = await asyncio.wait_for(self._wait_probe(pid, out_r, output), timeout)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return health.ProbeResult.timed_out(start, time.time(), timeout, bytes(output))
+        finally:
+            with contextlib.suppress(ValueError):
+                self.loop.remove_reader(out_r)
+            os.close(out_r)
+        return health.ProbeResult.finished(start, time.time(), code, bytes(output))
+
+    async def _wait_probe(self, pid: int, out_r: int, output: bytearray) -> int:
+        """Collect the probe's output to EOF, then reap it through a pidfd (never waitpid(-1))."""
+        eof = asyncio.Event()
+        os.set_blocking(out_r, False)
+
+        def on_read() -> None:
+            with contextlib.suppress(BlockingIOError):
+                data = os.read(out_r, 65536)
+                if data and len(output) < 2 * health.MAX_OUTPUT:
+                    output.extend(data)
+                elif not data:
+                    self.loop.remove_reader(out_r)
+                    eof.set()
+
+        self.loop.add_reader(out_r, on_read)
+        await eof.wait()
+        pidfd = os.pidfd_open(pid)
+        exited = asyncio.Event()
+        self.loop.add_reader(pidfd, exited.set)
+        try:
+            await exited.wait()
+        finally:
+            self.loop.remove_reader(pidfd)
+            os.close(pidfd)
+        return keeper.exit_code_of(os.waitpid(pid, 0)[1])
+
+    def _try_cgroup(self, cid: str) -> Cgroup | None:
+        try:
+            return Cgroup.open(cid, parent=self.cgroup_parent)
+        except EngineError:
+            return None
+
+    # -- control socket --------------------------------------------------------------------------
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One JSON request per line, one JSON reply per line."""
+        try:
+            while line := await reader.readline():
+                writer.write(json.dumps(await self.answer(line)).encode() + b"\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def answer(self, line: bytes) -> dict[str, Any]:
+        try:
+            request = json.loads(line)
+            op = request.get("op")
+            if op == "ping":
+                result: dict[str, Any] = {"pid": os.getpid()}
+            elif op == "start":
+                result = self.start(str(request["id"]))
+            elif op == "stop":
+                result = await self.stop(str(request["id"]), request.get("timeout"))
+            elif op == "status":
+                result = self.status(request.get("id"))
+            elif op == "shutdown":
+                result = await self.shutdown()
+            else:
+                raise errors.SupervisorError(f"unknown op {op!r}")
+            return {"ok": True, **result}
+        except EngineError as exc:
+            return {"ok": False, "error": exc.message, "type": type(exc).__name__, "subject": exc.subject}
+        except Exception as exc:  # a bug must not kill the daemon
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "type": "SupervisorError"}
+
+    def status(self, cid: str | None) -> dict[str, Any]:
+        rows = [records.get(self.db, cid)] if cid else records.list_all(self.db)
+        if cid and rows[0] is None:
+            raise ContainerNotFound("no such container", subject=cid)
+        out = []
+        for row in rows:
+            assert row is not None
+            row = {k: v for k, v in row.items() if k != "spec"}
+            row["watched"] = row["id"] in self.watched
+            out.append(row)
+        return {"containers": out}
+
+    async def shutdown(self) -> dict[str, Any]:
+        """For tests: kill every container, wait for their exits, then keeper and daemon both exit."""
+        for w in list(self.watched.values()):
+            records.set_stopped_by_user(self.db, w.id, True)
+            if w.exit is None:
+                with contextlib.suppress(EngineError):
+                    Cgroup.open(w.id, parent=self.cgroup_parent).kill_all(signal.SIGKILL, timeout=2.0)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(w.pid, signal.SIGKILL)
+                if w.done is not None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(w.done), 5.0)
+        for w in list(self.watched.values()):
+            self._cancel(w)
+            self._detach(w)
+            self._settle(w)
+        keeper.send(self.keeper, {"op": "quit"})
+        self.loop.call_later(0.05, self.stopping.set)
+        return {"stopped": True}
+
+    async def run(self) -> None:
+        early = self.handshake()
+        self.keeper.setblocking(False)
+        self.loop.add_reader(self.keeper.fileno(), self.on_keeper)
+        for message in early:
+            self.handle_keeper(message)
+        path = self.root / "run" / SOCKET_NAME
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        old = os.umask(0o077)
+        try:
+            server = await asyncio.start_unix_server(self.serve, path=str(path))
+        finally:
+            os.umask(old)
+        self.loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
+        async with server:
+            await self.stopping.wait()
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _close(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error_body(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, EngineError):
+        return {"type": type(exc).__name__, "error": exc.message, "subject": exc.subject}
+    return {"type": "ContainerStartError", "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _error_from(body: dict[str, Any]) -> EngineError:
+    """An error reply as the engine error class it names (unknown names: SupervisorError)."""
+    cls = getattr(errors, str(body.get("type")), errors.SupervisorError)
+    if not (isinstance(cls, type) and issubclass(cls, EngineError)):
+        cls = errors.SupervisorError
+    return cls(str(body.get("error")), subject=body.get("subject"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m engine.supervise.daemon --root R --keeper-fd N` (started by the keeper only)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="pycompose-supervisor")
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--keeper-fd", type=int, required=True)
+    parser.add_argument("--cgroup-parent", default=DEFAULT_PARENT)
+    args = parser.parse_args(argv)
+    root = Path(args.root)
+    lock = FileLock(root / "locks" / SUPERVISOR_LOCK)
+    lock.acquire(timeout=10)  # a dying predecessor may still hold it for a moment
+    sock = socket.socket(fileno=args.keeper_fd)
+    sock.set_inheritable(False)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+    async def amain() -> None:
+        await Daemon(root, sock, args.cgroup_parent).run()
+
+    asyncio.run(amain())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

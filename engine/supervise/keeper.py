@@ -1,0 +1,321 @@
+"""The keeper: the long-lived, nearly idle parent of the supervisor daemon and of every container PID 1.
+
+Why it exists (DESIGN.md): a container's exit status can only be read by its parent, and a pipe whose
+readers all died SIGPIPEs its writer. The keeper is a child subreaper (PR_SET_CHILD_SUBREAPER), so a
+container whose spawn helper exits is re-parented to it; it holds a copy of every container's
+stdout/stderr read ends (sent by the daemon with SCM_RIGHTS), reaps, records exits in the database and
+tells the daemon, and restarts the daemon when it dies. It has no asyncio and no timers of its own.
+
+Protocol with the daemon: one SOCK_SEQPACKET socketpair, one JSON object per packet, fds alongside.
+daemon -> keeper  {"op": "hold", "id", "pid"} + fds  | {"op": "forget", "id"} | hello | quit
+keeper -> daemon  {"op": "exit", "id", "pid", "code", "oom", "finished_at"}   (re-sent after each hello
+                  until the daemon forgets the container) | {"op": "held", "items": [...]} + fds
+Syscall via ctypes here (its only user): prctl(PR_SET_CHILD_SUBREAPER).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from engine.containers.cgroups import DEFAULT_PARENT, Cgroup
+from engine.state.db import Database
+from engine.state.locks import FileLock
+
+PR_SET_CHILD_SUBREAPER = 36
+MAX_PACKET = 1 << 20
+MAX_FDS = 250  # SCM_RIGHTS per message is capped by the kernel at 253
+KEEPER_LOCK = "keeper.lock"
+CGROUP_PARENT_ENV = "PYCOMPOSE_CGROUP_PARENT"
+
+
+def set_child_subreaper() -> None:
+    """Become the reaper of orphaned descendants (the stdlib has no prctl)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def now_rfc3339() -> str:
+    """The state database's time format (RFC 3339 UTC, nanoseconds cut to micro)."""
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def exit_code_of(status: int) -> int:
+    """A wait status as Docker reports it: the code, or 128 + the signal number."""
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def send(sock: socket.socket, message: dict[str, object], fds: list[int] | None = None) -> None:
+    """One JSON packet, with fds if any (SCM_RIGHTS)."""
+    data = json.dumps(message).encode()
+    if fds:
+        socket.send_fds(sock, [data], fds)
+    else:
+        sock.send(data)
+
+
+def receive(sock: socket.socket) -> tuple[dict[str, object] | None, list[int]]:
+    """One packet and the fds it carried; (None, []) at end of stream."""
+    data, fds, _, _ = socket.recv_fds(sock, MAX_PACKET, MAX_FDS)
+    if not data:
+        for fd in fds:
+            os.close(fd)
+        return None, []
+    return json.loads(data), fds
+
+
+@dataclass
+class Held:
+    """A container the keeper watches: its PID 1 and the pipe read ends it keeps open."""
+
+    id: str
+    pid: int
+    fds: list[int] = field(default_factory=list)
+    exit: dict[str, object] | None = None  # set once reaped, until the daemon forgets it
+
+
+class Keeper:
+    """The state and loop of the keeper process."""
+
+    def __init__(self, root: Path, cgroup_parent: str) -> None:
+        self.root = root
+        self.cgroup_parent = cgroup_parent
+        self.held: dict[str, Held] = {}
+        self.early: dict[int, tuple[int, str]] = {}  # pid -> (code, finished_at) reaped before "hold"
+        self.daemon_pid = 0
+        self.sock: socket.socket | None = None
+        self.quitting = False
+        self.backoff = 0.0
+        self.daemon_started = 0.0
+        self.restart_at: float | None = None
+        self.db: Database | None = None
+        self.sel = selectors.DefaultSelector()
+
+    # -- daemon ----------------------------------------------------------------------------------
+
+    def start_daemon(self) -> None:
+        """fork+exec the daemon with its end of a fresh socketpair."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        theirs.set_inheritable(True)
+        argv = [sys.executable, "-m", "engine.supervise.daemon", "--root", str(self.root)]
+        argv += ["--keeper-fd", str(theirs.fileno()), "--cgroup-parent", self.cgroup_parent]
+        pid = os.fork()
+        if pid == 0:
+            try:
+                ours.close()
+                os.execv(sys.executable, argv)
+            finally:
+                os._exit(127)
+        theirs.close()
+        if self.sock is not None:
+            self.sel.unregister(self.sock)
+            self.sock.close()
+        self.sock = ours
+        self.sel.register(ours, selectors.EVENT_READ, self.on_message)
+        self.daemon_pid = pid
+        self.daemon_started = time.monotonic()
+
+    def on_daemon_exit(self) -> None:
+        """Restart the daemon (100 ms doubling, reset after 10 s of life) unless we are quitting."""
+        self.daemon_pid = 0
+        if self.sock is not None:
+            self.sel.unregister(self.sock)
+            self.sock.close()
+            self.sock = None
+        if self.quitting:
+            return
+        ran = time.monotonic() - self.daemon_started
+        self.backoff = 0.1 if ran >= 10 or self.backoff <= 0 else min(self.backoff * 2, 60.0)
+        self.restart_at = time.monotonic() + self.backoff
+
+    # -- messages --------------------------------------------------------------------------------
+
+    def on_message(self) -> None:
+        assert self.sock is not None
+        try:
+            message, fds = receive(self.sock)
+        except (ConnectionError, OSError):
+            message, fds = None, []
+        if message is None:  # the daemon closed its end: it is dying; its exit comes through waitid
+            self.sel.unregister(self.sock)
+            self.sock.close()
+            self.sock = None
+            return
+        op = message.get("op")
+        if op == "hold":
+            self.hold(str(message["id"]), int(message["pid"]), fds)  # type: ignore[call-overload]
+        else:
+            for fd in fds:
+                os.close(fd)
+        if op == "forget":
+            self.forget(str(message["id"]))
+        elif op == "hello":
+            self.hello()
+        elif op == "quit":
+            self.quitting = True
+
+    def hold(self, cid: str, pid: int, fds: list[int]) -> None:
+        """Watch `pid` as container `cid` and keep its pipe ends (a restart replaces the old entry)."""
+        old = self.held.pop(cid, None)
+        if old is not None:
+            _close_all(old.fds)
+        entry = Held(cid, pid, fds)
+        self.held[cid] = entry
+        if pid in self.early:
+            code, finished = self.early.pop(pid)
+            self.exited(entry, code, finished)
+
+    def forget(self, cid: str) -> None:
+        entry = self.held.pop(cid, None)
+        if entry is not None:
+            _close_all(entry.fds)
+
+    def hello(self) -> None:
+        """A (new) daemon: every held container with dups of its fds, then the unacknowledged exits."""
+        assert self.sock is not None
+        items = [
+            {"id": h.id, "pid": h.pid, "nfds": len(h.fds), "exited": h.exit is not None}
+            for h in self.held.values()
+        ]
+        fds = [fd for h in self.held.values() for fd in h.fds]
+        send(self.sock, {"op": "held", "items": items}, fds)
+        for entry in self.held.values():
+            if entry.exit is not None:
+                self.tell(entry.exit)
+
+    def tell(self, message: dict[str, object]) -> None:
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                send(self.sock, message)
+
+    # -- reaping ---------------------------------------------------------------------------------
+
+    def reap(self) -> None:
+        """Collect every exited child; never blocks."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.daemon_pid:
+                self.on_daemon_exit()
+                continue
+            code, finished = exit_code_of(status), now_rfc3339()
+            entry = next((h for h in self.held.values() if h.pid == pid and h.exit is None), None)
+            if entry is None:
+                self.early[pid] = (code, finished)  # a spawn helper or a container not yet announced
+                if len(self.early) > 4096:
+                    self.early.pop(next(iter(self.early)))
+            else:
+                self.exited(entry, code, finished)
+
+    def exited(self, entry: Held, code: int, finished: str) -> None:
+        """Record the exit (so it survives a daemon crash), then tell the daemon."""
+        oom = self.oom_killed(entry.id)
+        self.record(entry.id, code, oom, finished)
+        entry.exit = {
+            "op": "exit",
+            "id": entry.id,
+            "pid": entry.pid,
+            "code": code,
+            "oom": oom,
+            "finished_at": finished,
+        }
+        self.tell(entry.exit)
+
+    def oom_killed(self, cid: str) -> bool:
+        try:
+            return Cgroup.open(cid, parent=self.cgroup_parent).oom_killed()
+        except Exception:  # no cgroup (already removed): no OOM evidence
+            return False
+
+    def record(self, cid: str, code: int, oom: bool, finished: str) -> None:
+        from engine.containers import records
+
+        try:
+            if self.db is None:
+                self.db = Database(self.root / "pycompose.db")
+            records.record_exited(self.db, cid, code, oom, finished)
+        except Exception as exc:  # the daemon records it again from our message
+            print(f"keeper: recording exit of {cid}: {exc}", file=sys.stderr, flush=True)
+
+    # -- loop ------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Until told to quit and the daemon is gone."""
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        self.sel.register(wake_r, selectors.EVENT_READ, lambda: _drain(wake_r))
+        self.start_daemon()
+        while not (self.quitting and self.daemon_pid == 0):
+            timeout = None if self.restart_at is None else max(0.0, self.restart_at - time.monotonic())
+            for key, _ in self.sel.select(timeout if timeout is not None else 5.0):
+                key.data()
+            self.reap()
+            if self.restart_at is not None and time.monotonic() >= self.restart_at and not self.quitting:
+                self.restart_at = None
+                self.start_daemon()
+
+    def _on_term(self, *_: object) -> None:
+        self.quitting = True
+        if self.daemon_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.daemon_pid, signal.SIGTERM)
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _drain(fd: int) -> None:
+    with contextlib.suppress(BlockingIOError):
+        while os.read(fd, 4096):
+            pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m engine.supervise.keeper --root R [--cgroup-parent P]`: exits at once if a keeper lives."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="pycompose-keeper")
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--cgroup-parent", default=os.environ.get(CGROUP_PARENT_ENV, DEFAULT_PARENT))
+    parser.add_argument("--detach", action="store_true", help="fork and let the parent exit (client use)")
+    args = parser.parse_args(argv)
+    root = Path(args.root)
+    if args.detach and os.fork() != 0:
+        os._exit(0)
+    lock = FileLock(root / "locks" / KEEPER_LOCK)
+    try:
+        lock.acquire(timeout=0)
+    except Exception:
+        return 0  # another keeper holds the lock: it is alive
+    set_child_subreaper()
+    Keeper(root, args.cgroup_parent).run()
+    lock.release()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
