@@ -229,6 +229,96 @@ def pipe_reacquire_facts() -> dict[str, bool]:
     return facts
 
 
+def measure_real(n: int) -> dict[str, object]:
+    """The REAL keeper + supervisor (engine/supervise) on a temp state root with n busybox `sleep`s.
+
+    Root only. PSS of keeper + daemon with 0 containers (after one start/stop so code paths are loaded),
+    then with n running; everything is shut down, its cgroups and directories removed, even on error.
+    """
+    import secrets
+    import shutil
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    sys.path[:0] = [str(repo), str(repo / "tests" / "integration")]
+    from rootfs_fixture import busybox_rootfs
+
+    from engine.containers import records, spawn
+    from engine.containers.cgroups import remove_parent
+    from engine.containers.spec import ContainerSpec, Process
+    from engine.state.root import StateRoot
+    from engine.supervise import client
+
+    tmp = tempfile.mkdtemp(prefix="pyc-bench-")
+    root = StateRoot.open(Path(tmp) / "root")
+    parent = f"pyc-bench-{os.getpid()}-{secrets.token_hex(3)}"
+    image = "sha256:" + "cd" * 32
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    root.db.execute(
+        "INSERT INTO images (id, manifest_digest, manifest_media_type, size, os, architecture, added)"
+        " VALUES (?, ?, 'application/vnd.oci.image.manifest.v1+json', 0, 'linux', 'amd64', ?)",
+        (image, image, stamp),
+    )
+    layer = str(busybox_rootfs())
+    ids: list[str] = []
+
+    def create() -> str:
+        cid = f"pyc-bench-{secrets.token_hex(8)}"
+        spec = ContainerSpec(cid, cid, image, (layer,), Process(("sleep", "3600")), log_driver="json-file")
+        text = spec.to_json()
+        records.insert(root.db, id=cid, name=cid, image_id=image, spec_json=text, labels={}, created=stamp)
+        ids.append(cid)
+        return cid
+
+    def pss() -> tuple[int, list[int]]:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit() and _names_root(int(p), tmp)]
+        return sum(smaps_rollup(p)["Pss"] for p in pids), pids
+
+    try:
+        client.ensure_supervisor(root, cgroup_parent=parent)
+        warm = create()
+        client.request(root, "start", id=warm)
+        client.request(root, "stop", id=warm, timeout=0)
+        time.sleep(1.0)
+        base, procs = pss()
+        began = time.monotonic()
+        for _ in range(n):
+            client.request(root, "start", id=create())
+        start_s = time.monotonic() - began
+        time.sleep(2.0)
+        full, _ = pss()
+        return {
+            "real_processes": len(procs),
+            "real_pss_kb_n0": base,
+            f"real_pss_kb_n{n}": full,
+            "real_pss_kb_per_container": round((full - base) / n, 1),
+            "real_start_ms_per_container": round(1000 * start_s / n, 1),
+        }
+    finally:
+        try:
+            client.shutdown(root, timeout=30)
+        finally:
+            for pid in [int(p) for p in os.listdir("/proc") if p.isdigit() and _names_root(int(p), tmp)]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            for cid in ids:
+                spawn.cleanup(root, cid)
+            remove_parent(parent)
+            root.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _names_root(pid: int, tmp: str) -> bool:
+    """A keeper/daemon process started for this bench (its argv names the temp root)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return tmp.encode() in f.read()
+    except OSError:
+        return False
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--role", choices=["supervisor", "keeper"])
@@ -236,7 +326,11 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=10, help="processes for the per-process comparison")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--logdir")
+    ap.add_argument("--real", action="store_true", help="measure the real keeper+supervisor (root)")
     args = ap.parse_args()
+    if args.real:
+        print(json.dumps({"n": args.n, **measure_real(args.n)}, indent=2))
+        return None
     if args.role == "supervisor":
         return _supervisor_role(args.n, args.logdir)
     if args.role == "keeper":
