@@ -17,6 +17,11 @@ from typing import TYPE_CHECKING, BinaryIO
 from engine.errors import ImageNotFound
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from engine.containers.logs import LogRecord
+    from engine.containers.manager import ContainerManager
+    from engine.containers.spec import ContainerSpec
     from engine.images.store import ImageStore, PruneReport, RemoveReport
     from engine.images.types import Image, Platform
     from engine.state.root import StateRoot
@@ -38,6 +43,7 @@ class Engine:
         self.root = root
         self._store: ImageStore | None = None
         self._volumes: VolumeStore | None = None
+        self._containers: ContainerManager | None = None
         self._registry = None
 
     @classmethod
@@ -74,10 +80,21 @@ class Engine:
     @property
     def store(self) -> ImageStore:
         if self._store is None:
+            from engine.containers import records
             from engine.images.store import ImageStore
 
-            self._store = ImageStore(self.root)
+            # an image is "in use" while a container row names it (image rm, prune)
+            self._store = records.bind_image_hooks(ImageStore(self.root), self.root.db)
         return self._store
+
+    @property
+    def containers(self) -> ContainerManager:
+        """Container lifecycle on this state root (imports the runtime only when used)."""
+        if self._containers is None:
+            from engine.containers.manager import ContainerManager
+
+            self._containers = ContainerManager(self.root)
+        return self._containers
 
     def _registry_client(self):
         if self._registry is None:
@@ -113,6 +130,73 @@ class Engine:
     def tag_image(self, source: str, target: str) -> Image:
         self.store.tag(source, target)
         return self.store.resolve(target)
+
+    # -- containers ---------------------------------------------------------------------------------------
+
+    def create_container(self, spec: ContainerSpec) -> dict:
+        """Record and prepare a container (not started); returns its row (see containers.records)."""
+        return self.containers.create(spec)
+
+    def start_container(self, ref: str) -> dict:
+        return self.containers.start(ref)
+
+    def stop_container(self, ref: str, timeout: float | None = None) -> dict:
+        return self.containers.stop(ref, timeout)
+
+    def kill_container(self, ref: str, signal: int | str = "SIGKILL") -> None:
+        self.containers.kill(ref, signal)
+
+    def pause_container(self, ref: str) -> None:
+        self.containers.pause(ref)
+
+    def unpause_container(self, ref: str) -> None:
+        self.containers.unpause(ref)
+
+    def remove_container(self, ref: str, force: bool = False, volumes: bool = False) -> str:
+        """Delete the container and everything it held; returns its id."""
+        return self.containers.remove(ref, force=force, volumes=volumes)
+
+    def get_container(self, ref: str) -> dict:
+        """The container's row by id, unique id prefix or name; ContainerNotFound otherwise."""
+        return self.containers.get(ref)
+
+    def list_containers(self, all: bool = False, labels: dict[str, str | None] | None = None) -> list[dict]:
+        return self.containers.list(all=all, labels=labels)
+
+    def inspect_container(self, ref: str) -> dict:
+        return self.containers.inspect(ref)
+
+    def container_logs(self, ref: str, **options) -> Iterator[LogRecord]:
+        """follow, tail, since, until, timestamps as in `docker logs`."""
+        return self.containers.logs(ref, **options)
+
+    def exec_container(self, ref: str, args: Sequence[str], **options) -> int:
+        """Run a command in the running container; env, user, workdir, tty, stdio; returns its exit code."""
+        return self.containers.exec(ref, args, **options)
+
+    def container_stats(self, ref: str, interval: float = 0.5) -> dict:
+        return self.containers.stats(ref, interval)
+
+    def container_top(self, ref: str) -> dict:
+        return self.containers.top(ref)
+
+    # -- volumes ------------------------------------------------------------------------------------------
+
+    def create_volume(self, name: str | None = None, **options):
+        """driver, driver_opts, labels as VolumeStore.create; no name makes an anonymous volume."""
+        return self.volumes.create(name, **options)
+
+    def list_volumes(self) -> list:
+        return self.volumes.list()
+
+    def inspect_volume(self, name: str) -> dict[str, object]:
+        return self.volumes.inspect(name)
+
+    def remove_volume(self, name: str, force: bool = False) -> bool:
+        return self.volumes.remove(name, force=force)
+
+    def prune_volumes(self, **options):
+        return self.volumes.prune(**options)
 
     # -- offline ways in and out --------------------------------------------------------------------------
 
