@@ -5,8 +5,12 @@ Modules (one job each); the design, with measurements, is DESIGN.md next to this
              `deploy.restart_policy`) and Docker's back-off -> `decide(policy, facts) -> Decision`.
 - `health`   pure: healthcheck config, Docker's merge with the image's HEALTHCHECK, probe argv, and the
              scheduler state (`HealthState.next_probe_at`, `.record`).
-Later (next sessions): `keeper` (subreaper parent of container PID 1s, holder of their pipes), `supervisor`
-(the asyncio process: logs, probes, restarts) and `client` (the CLI side of the control socket).
+- `keeper`   the process: child subreaper, parent of the daemon and of every container PID 1; reaps,
+             records exits, holds a copy of every stdout/stderr read end, restarts the daemon
+             (`python -m engine.supervise.keeper`; ctypes prctl lives here).
+- `daemon`   the asyncio supervisor process: start (forked spawn helper), stop, status, log capture,
+             health probes, restart policies, re-adoption from the keeper; serves run/supervisor.sock.
+- `client`   the CLI side: `ensure_supervisor(root)`, `request(root, op, **args)`, `shutdown(root)`.
 """
 
 from engine.supervise.health import HealthConfig, HealthState, ProbeResult, Status
