@@ -253,3 +253,63 @@ def test_logs_read_the_json_file(mgr: ContainerManager) -> None:
     assert [r.stream for r in mgr.logs(record["id"], tail=1)] == ["stderr"]
     deadline = time.monotonic() + 5  # follow of a container that is not running ends by itself
     assert len(list(mgr.logs(record["id"], follow=True))) == 3 and time.monotonic() < deadline
+
+
+# -- the CLI group (registered here the way the integrator will register it) -----------------------------
+
+
+def _cli(root: Path, *argv: str) -> tuple[int, str, str]:
+    import argparse
+
+    from compose.cli.commands import container as container_cli
+    from compose.cli.context import CliContext
+
+    parser = argparse.ArgumentParser(prog="pycompose")
+    parser.add_argument("--root")
+    container_cli.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["--root", str(root), "container", *argv])
+    out, err = io.StringIO(), io.StringIO()
+    code = args.handler(args, CliContext(out, err))
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_cli_create_ls_inspect_rm(mgr: ContainerManager) -> None:
+    root = mgr.root.path
+    name = "pyc-test-" + uuid.uuid4().hex[:8]
+    code, out, _ = _cli(root, "create", "--name", name, "-e", "A=1", "-l", "pyc-test=1", "-v", "/data",
+                        "pyc-test/busybox:1", "sleep", "1000")  # fmt: skip
+    cid = out.strip()
+    assert code == 0 and len(cid) == 64
+    code, out, _ = _cli(root, "ls", "-a")
+    header, line = out.splitlines()
+    assert header.split()[:3] == ["CONTAINER", "ID", "IMAGE"] and "NAMES" in header
+    assert line.startswith(cid[:12]) and line.endswith(name) and "Created" in line
+    assert '"sleep 1000"' in line
+    assert _cli(root, "ls")[1].splitlines()[1:] == []  # not running
+    assert _cli(root, "ls", "-aq", "--filter", "label=pyc-test")[1] == cid[:12] + "\n"
+    code, out, _ = _cli(root, "inspect", name)
+    (doc,) = __import__("json").loads(out)
+    assert doc["Id"] == cid and "A=1" in doc["Config"]["Env"] and doc["Config"]["Cmd"] == ["sleep", "1000"]
+    code, out, err = _cli(root, "inspect", "pyc-test-none")
+    assert code == 1 and "no such container" in err
+    anonymous = doc["Mounts"][0]["Name"]
+    assert _cli(root, "rm", "-v", name) == (0, name + "\n", "")
+    assert records.get(mgr.db, cid) is None and anonymous not in {v.name for v in mgr.volumes.list()}
+
+
+def test_cli_on_a_running_container(running: Running, monkeypatch: pytest.MonkeyPatch) -> None:
+    root, cid = running.m.root.path, running.record["id"]
+    monkeypatch.setenv(manager.CGROUP_PARENT_ENV, running.m.cgroup_parent)
+    code, out, _ = _cli(root, "ls")
+    assert out.splitlines()[1].startswith(cid[:12]) and "Up " in out
+    code, out, _ = _cli(root, "top", cid[:12])
+    assert code == 0 and out.splitlines()[1].endswith("sleep 1000")
+    code, out, _ = _cli(root, "stats", "--no-stream", cid)
+    assert code == 0 and out.splitlines()[0].startswith("CONTAINER ID") and "%" in out.splitlines()[1]
+    assert _cli(root, "pause", cid)[0] == 0 and "(Paused)" in _cli(root, "ls")[1]
+    assert _cli(root, "unpause", cid)[0] == 0
+    code, _, err = _cli(root, "rm", cid)
+    assert code == 1 and "running" in err
+    assert _cli(root, "kill", "-s", "KILL", cid) == (0, cid + "\n", "")
+    assert running.reap() == 137
+    running.reap = lambda: None  # type: ignore[method-assign]
