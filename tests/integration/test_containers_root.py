@@ -8,6 +8,7 @@ it made, even when the test fails.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import os
@@ -313,3 +314,72 @@ def test_cli_on_a_running_container(running: Running, monkeypatch: pytest.Monkey
     assert _cli(root, "kill", "-s", "KILL", cid) == (0, cid + "\n", "")
     assert running.reap() == 137
     running.reap = lambda: None  # type: ignore[method-assign]
+
+
+# -- through the supervisor (engine.supervise) ------------------------------------------------------------
+
+
+def _supervisor_processes(root: Path) -> list[int]:
+    """Keeper/supervisor processes of this state root (to kill if shutdown failed)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                argv = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(root).encode() in argv and b"engine.supervise" in argv:
+                found.append(int(entry))
+    return found
+
+
+@pytest.fixture
+def supervised(mgr: ContainerManager) -> Iterator[ContainerManager]:
+    from engine.errors import EngineError
+    from engine.supervise import client
+
+    try:
+        yield mgr
+    finally:
+        try:
+            with contextlib.suppress(EngineError):
+                client.shutdown(mgr.root, timeout=10)
+        finally:
+            for pid in _supervisor_processes(mgr.root.path):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def _wait_for(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_start_stop_logs_remove_through_the_supervisor(supervised: ContainerManager) -> None:
+    m = supervised
+    record = m.create(_spec(m, "sh", "-c", "echo hello; echo oops >&2; exec sleep 1000"))
+    cid = record["id"]
+    started = m.start(record["name"])
+    assert started["state"] == "running" and started["pid"]
+    assert m.start(cid)["pid"] == started["pid"]  # already running: left alone
+    assert _wait_for(lambda: len(list(m.logs(cid))) == 2)
+    assert [(r.stream, r.line) for r in m.logs(cid)] == [("stdout", "hello\n"), ("stderr", "oops\n")]
+    assert m.exec(cid, ["true"]) == 0
+
+    stopped = m.stop(cid, timeout=0.5)  # sleep as PID 1 ignores SIGTERM: SIGKILL after the grace period
+    assert stopped["state"] == "exited" and stopped["exit_code"] == 137 and stopped["stopped_by_user"]
+    doc = m.inspect(cid)["State"]
+    assert doc["Running"] is False and doc["ExitCode"] == 137 and doc["FinishedAt"] != "0001-01-01T00:00:00Z"
+
+    again = m.start(cid)
+    assert again["state"] == "running" and again["pid"] != started["pid"]
+    m.remove(cid, force=True)
+    assert records.get(m.db, cid) is None
+    assert not (m.root.path / "containers" / cid).exists()
+    layout = cgroups.detect_layout()
+    directories = [Path(layout.v1[c], m.cgroup_parent, cid) for c in layout.v1]
+    assert _wait_for(lambda: not any(d.exists() for d in directories))
