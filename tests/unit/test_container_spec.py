@@ -66,3 +66,71 @@ def test_unknown_key_is_refused():
 def test_frozen():
     with pytest.raises(AttributeError):
         _full().restart = "always"  # type: ignore[misc]
+
+
+# -- the pure helpers around the spec: inspect document, signals, stats and CLI columns ------------------
+
+
+def test_inspect_document_shape():
+    from engine.containers.manager import inspect_document
+
+    spec = _full()
+    record = {
+        "id": spec.id, "name": "web", "image_id": spec.image_id, "created": "2026-01-01T00:00:00Z",
+        "state": "paused", "pid": 42, "started_at": "2026-01-01T00:00:01Z", "finished_at": None,
+        "exit_code": None, "oom_killed": False, "restart_count": 2, "health": '{"Status": "healthy"}',
+        "log_path": "/x.log", "labels": {"com.example": "x"},
+    }  # fmt: skip
+    doc = inspect_document(record, spec)
+    assert doc["Name"] == "/web" and doc["Path"] == "sh" and doc["Args"] == ["-c", "echo hi"]
+    state = doc["State"]
+    assert (state["Status"], state["Running"], state["Paused"], state["Pid"]) == ("paused", True, True, 42)
+    assert state["FinishedAt"] == "0001-01-01T00:00:00Z" and state["Health"] == {"Status": "healthy"}
+    assert doc["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
+    assert doc["Config"]["Healthcheck"]["Interval"] == 30_000_000_000
+    assert doc["Config"]["Image"] == "busybox:latest" and doc["RestartCount"] == 2
+
+
+def test_parse_signal():
+    from engine.containers.manager import parse_signal
+    from engine.errors import InvalidCommand
+
+    assert parse_signal("KILL") == parse_signal("SIGKILL") == parse_signal("9") == parse_signal(9) == 9
+    assert parse_signal("sighup") == 1
+    for bad in ("NOPE", "0", "999", -1):
+        with pytest.raises(InvalidCommand):
+            parse_signal(bad)
+
+
+def test_stats_row_cpu_and_memory():
+    from engine.containers.cgroups import CgroupStats
+    from engine.containers.manager import stats_row
+
+    first = CgroupStats(cpu_usage_ns=1_000_000_000)
+    second = CgroupStats(
+        cpu_usage_ns=1_250_000_000, memory_usage=30 << 20, memory_inactive_file=10 << 20,
+        memory_limit=100 << 20, pids_current=3,
+    )  # fmt: skip
+    row = stats_row({"id": "a" * 64, "name": "web"}, first, second, 0.5)
+    assert row["CPUPerc"] == 50.0 and row["MemUsage"] == 20 << 20 and row["MemPerc"] == 20.0
+    assert row["PIDs"] == 3
+
+
+def test_cli_status_and_volume_flags():
+    from compose.cli.commands.container import _mount, status_text
+
+    now = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+    running = {"state": "running", "started_at": "2025-12-31T23:55:00Z", "finished_at": None, "health": None}
+    assert status_text(running, now) == "Up 5 minutes"
+    assert status_text({**running, "state": "paused"}, now) == "Up 5 minutes (Paused)"
+    assert (
+        status_text({**running, "health": '{"Status": "starting"}'}, now) == "Up 5 minutes (health: starting)"
+    )
+    exited = {"state": "exited", "started_at": None, "finished_at": "2025-12-31T22:00:00Z", "exit_code": 3}
+    assert status_text(exited, now) == "Exited (3) 2 hours ago"
+    assert status_text({"state": "created"}, now) == "Created"
+    assert _mount("/data") == Mount(type="volume", target="/data")
+    assert _mount("db:/var/lib/db:ro") == Mount(
+        type="volume", source="db", target="/var/lib/db", read_only=True
+    )
+    assert _mount("/srv:/srv").type == "bind"
