@@ -58,7 +58,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def build_parser() -> ArgumentParser:
-    from compose.cli.commands import config, image, project_images, version, volume
+    from compose.cli.commands import config, container, image, project_images, version, volume
 
     parser = ArgumentParser(
         prog="pycompose",
@@ -120,6 +120,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("-v", "--version", action="store_true", help="show the pycompose version and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     config.add_parser(subparsers)
+    container.add_parser(subparsers)
     image.add_parser(subparsers)
     project_images.add_parser(subparsers)
     version.add_parser(subparsers)

@@ -153,13 +153,7 @@ class ContainerManager:
 
     def volume_sources(self, spec: ContainerSpec) -> dict[str, str]:
         """Volume name -> host directory, the `volumes` argument of spawn.start (for the supervisor)."""
-        sources: dict[str, str] = {}
-        for mount in spec.mounts:
-            if mount.type == "volume" and mount.source:
-                path = self.volumes.data_path(self.volumes.get(mount.source))
-                if path is not None:
-                    sources[mount.source] = str(path)
-        return sources
+        return volume_sources(self.volumes, spec)
 
     # -- start / stop (the supervisor) -----------------------------------------------------------------
 
@@ -635,3 +629,14 @@ def _tty_name(tty_nr: int) -> str:
         return "?"
     major, minor = os.major(tty_nr), os.minor(tty_nr)
     return f"pts/{minor}" if 136 <= major <= 143 else f"tty{minor}"
+
+
+def volume_sources(volumes: VolumeStore, spec: ContainerSpec) -> dict[str, str]:
+    """Volume name -> host directory for every volume mount of `spec` (what spawn.start mounts)."""
+    sources: dict[str, str] = {}
+    for mount in spec.mounts:
+        if mount.type == "volume" and mount.source:
+            path = volumes.data_path(volumes.get(mount.source))
+            if path is not None:
+                sources[mount.source] = str(path)
+    return sources

@@ -217,7 +217,11 @@ class Daemon:
         if helper == 0:
             status = 0
             try:
-                pid = spawn.start(spec, self.state_root, stdio=(null, *outs), cgroup=group)
+                from engine.containers.manager import volume_sources
+                from engine.volumes import VolumeStore
+
+                volumes = volume_sources(VolumeStore(self.state_root), spec)
+                pid = spawn.start(spec, self.state_root, stdio=(null, *outs), volumes=volumes, cgroup=group)
                 os.write(res_w, json.dumps({"pid": pid}).encode())
             except BaseException as exc:
                 os.write(res_w, json.dumps(_error_body(exc)).encode())

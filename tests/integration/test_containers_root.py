@@ -383,3 +383,21 @@ def test_start_stop_logs_remove_through_the_supervisor(supervised: ContainerMana
     layout = cgroups.detect_layout()
     directories = [Path(layout.v1[c], m.cgroup_parent, cid) for c in layout.v1]
     assert _wait_for(lambda: not any(d.exists() for d in directories))
+
+
+def test_named_volume_through_the_supervisor_keeps_data_after_removal(supervised: ContainerManager) -> None:
+    m = supervised
+    m.volumes.create("pyc-test-data")
+    try:
+        mounts = (Mount(type="volume", source="pyc-test-data", target="/data"),)
+        spec = _spec(m, "sh", "-c", "echo kept > /data/file; cat /data/file", mounts=mounts)
+        record = m.create(spec)
+        m.start(record["id"])
+        assert _wait_for(lambda: m.get(record["id"])["state"] == "exited")
+        assert m.get(record["id"])["exit_code"] == 0
+        assert [r.line for r in m.logs(record["id"])] == ["kept\n"]
+        m.remove(record["id"])
+        data = m.volumes.data_path(m.volumes.get("pyc-test-data"))
+        assert (data / "file").read_text() == "kept\n"  # a named volume outlives its container
+    finally:
+        m.volumes.remove("pyc-test-data", force=True)
