@@ -11,8 +11,10 @@ Steps of `enter`, in order (what runc does, in fewer lines):
  1. `/` recursively private (pivot_root fails with EINVAL under a shared parent; no leak to the host);
  2. overlayfs on `merged` (lower = image layers, top first);
  3. /proc, /sys (sysfs only in its own netns, else a read-only bind of the host's), /dev (tmpfs with
-    device nodes, pts newinstance, shm, mqueue);
- 4. the spec's mounts (bind with propagation and read-only, volume, tmpfs), then /etc/hostname,
+    device nodes, pts newinstance, shm, mqueue; with `init: true` tini's static binary bound read-only
+    at /dev/init, as Docker does);
+ 4. the spec's mounts (bind with propagation and read-only, volume — a host directory, or a filesystem
+    such as tmpfs from the volume's driver_opts — and tmpfs), then /etc/hostname,
     /etc/hosts, /etc/resolv.conf, each as a bind of the generated file;
  5. pivot_root into `merged`, detach the old root;
  6. the spec's namespaced sysctls (checked by `security.plan_security`), Docker's masked and read-only
@@ -21,6 +23,7 @@ Steps of `enter`, in order (what runc does, in fewer lines):
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import stat
@@ -83,6 +86,12 @@ FLAG_OPTIONS = {
     "ro": sc.MS_RDONLY,
 }
 MAX_MOUNT_DATA = 4000  # the kernel copies one page of mount options
+INIT_BINARY = "/usr/bin/tini-static"  # Debian's `tini`: static, so it runs in any image (docker-init is tini)
+INIT_PATH = "/dev/init"
+
+# What spawn.start's `volumes` maps a volume name to: its host directory, or VolumeStore.mount_source()'s
+# (type, source, options) for a volume with driver_opts (a tmpfs, or an `o=bind` device with flags).
+VolumeSource = str | tuple[str, str, tuple[str, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +223,7 @@ def _write(path: Path, text: str) -> None:
 def enter(
     spec: ContainerSpec,
     paths: ContainerPaths,
-    volumes: Mapping[str, str] | None = None,
+    volumes: Mapping[str, VolumeSource] | None = None,
     *,
     console: str | None = None,
     sysctls: Sequence[tuple[str, str]] = (),
@@ -226,6 +235,8 @@ def enter(
     _step("mount /proc", _mount_proc, merged)
     _step("mount /sys", _mount_sys, merged, spec.network_mode == "none")
     _step("mount /dev", _mount_dev, merged, spec.shm_size, console)
+    if spec.process.init:
+        _step("mount /dev/init", _bind_init, merged)
     for mount in spec.mounts:
         _step(f"mount {mount.target}", mount_one, merged, mount, volumes or {})
     for name in ("hostname", "hosts", "resolv.conf"):
@@ -305,13 +316,48 @@ def _mount_dev(merged: str, shm_size: int, console: str | None) -> None:
         sc.mount(console, f"{dev}/console", None, sc.MS_BIND)
 
 
-def mount_one(merged: str, mount: Mount, volumes: Mapping[str, str]) -> None:
-    """One spec mount under merged: bind (with propagation), volume (host dir from `volumes`), tmpfs."""
+def _bind_init(merged: str) -> None:
+    """tini's static binary, read-only at /dev/init (on the /dev tmpfs, so the image is not touched)."""
+    target = _target_like(merged, INIT_PATH, INIT_BINARY)
+    sc.mount(INIT_BINARY, target, None, sc.MS_BIND)
+    sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV)
+
+
+def bind_console(slave: str) -> None:
+    """After pivot_root: /dev/console becomes the container's terminal (a pty of its own devpts)."""
+    open("/dev/console", "a").close()
+    sc.mount(slave, "/dev/console", None, sc.MS_BIND)
+
+
+def mount_one(merged: str, mount: Mount, volumes: Mapping[str, VolumeSource]) -> None:
+    """One spec mount under merged: bind (with propagation), volume (host dir, or the filesystem its
+    driver_opts describe), tmpfs."""
     if mount.type == "tmpfs":
-        flags, data = _split_options(mount.options, NOSUID_NODEV_NOEXEC)
-        target = _mkdir_in(merged, mount.target)
-        sc.mount("tmpfs", target, "tmpfs", flags | (sc.MS_RDONLY if mount.read_only else 0), ",".join(data))
+        _mount_fs(merged, mount, "tmpfs", "tmpfs", ())
         return
+    source = volumes.get(mount.source or "") if mount.type == "volume" else None
+    if isinstance(source, tuple):
+        kind, device, options = source
+        if kind != "bind":
+            if mount.subpath:
+                raise ContainerStartError("subpath needs a volume with host files", subject=mount.target)
+            _mount_fs(merged, mount, kind, device, options)
+            return
+        volumes = {**volumes, mount.source or "": device}
+        mount = dataclasses.replace(mount, options=options + mount.options)
+    _mount_bind(merged, mount, volumes)
+
+
+def _mount_fs(merged: str, mount: Mount, fstype: str, device: str, options: tuple[str, ...]) -> None:
+    """A filesystem of its own (tmpfs, or a volume's type/device/o): flags from the words, the rest data."""
+    base = NOSUID_NODEV_NOEXEC if fstype == "tmpfs" else 0
+    flags, data = _split_options(options + mount.options, base)
+    target = _mkdir_in(merged, mount.target)
+    ro = sc.MS_RDONLY if mount.read_only else 0
+    sc.mount(device or fstype, target, fstype, flags | ro, ",".join(data) or None)
+
+
+def _mount_bind(merged: str, mount: Mount, volumes: Mapping[str, VolumeSource]) -> None:
     source = _mount_source(mount, volumes)
     target = _target_like(merged, mount.target, source)
     flags, _ = _split_options(mount.options, 0)
@@ -323,12 +369,13 @@ def mount_one(merged: str, mount: Mount, volumes: Mapping[str, str]) -> None:
         sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | flags | ro)
 
 
-def _mount_source(mount: Mount, volumes: Mapping[str, str]) -> str:
+def _mount_source(mount: Mount, volumes: Mapping[str, VolumeSource]) -> str:
     """The host path to bind: the bind source, or the volume's directory the caller resolved."""
     if mount.type == "volume":
-        if mount.source not in volumes:
+        found = volumes.get(mount.source or "")
+        if not isinstance(found, str):
             raise ContainerStartError("no host directory given for volume", subject=str(mount.source))
-        source = volumes[mount.source]  # type: ignore[index]
+        source = found
     elif mount.type == "bind" and mount.source:
         source = mount.source
         if not os.path.exists(source):

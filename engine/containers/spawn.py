@@ -22,6 +22,7 @@ import functools
 import json
 import os
 import signal
+import socket
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
@@ -51,17 +52,60 @@ def start(
     root: StateRoot,
     *,
     stdio: Stdio = (0, 1, 2),
-    volumes: Mapping[str, str] | None = None,
+    volumes: Mapping[str, rootfs.VolumeSource] | None = None,
     cgroup: CgroupLike | None = None,
 ) -> int:
-    """Create and start the container's PID 1; returns its host pid (wait for it with `wait`)."""
-    if not spec.process.args:
-        raise errors.InvalidCommand("no command specified", subject=spec.name)
+    """Create and start the container's PID 1; returns its host pid (wait for it with `wait`).
+
+    With `process.tty` the caller's stdin (if a terminal) becomes the controlling terminal and
+    /dev/console; `start_with_tty` instead gives the container a pty of its own.
+    """
+    console = _console_of(stdio) if spec.process.tty else None
+    return _start(spec, root, stdio, volumes, cgroup, console=console, pty_sock=None)
+
+
+def start_with_tty(
+    spec: ContainerSpec,
+    root: StateRoot,
+    *,
+    volumes: Mapping[str, rootfs.VolumeSource] | None = None,
+    cgroup: CgroupLike | None = None,
+) -> tuple[int, int]:
+    """Start the container on a new pty; returns (host pid, master fd), the master is the caller's.
+
+    The pty is opened inside the container (from its own devpts instance, as runc does), so the
+    container sees /dev/pts/0 as stdin/stdout/stderr, controlling terminal and /dev/console; the
+    master travels back over a socketpair (SCM_RIGHTS). The caller closes the master when done.
+    """
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        pid = _start(spec, root, (0, 1, 2), volumes, cgroup, console=None, pty_sock=theirs.fileno())
+        theirs.close()
+        _, fds, _, _ = socket.recv_fds(ours, 1, 1)
+    finally:
+        theirs.close()
+        ours.close()
+    if not fds:  # cannot happen: the child sends the master before exec
+        raise ContainerStartError("the container's pty did not arrive", subject=spec.name)
+    return pid, fds[0]
+
+
+def _start(
+    spec: ContainerSpec,
+    root: StateRoot,
+    stdio: Stdio,
+    volumes: Mapping[str, rootfs.VolumeSource] | None,
+    cgroup: CgroupLike | None,
+    *,
+    console: str | None,
+    pty_sock: int | None,
+) -> int:
+    """start() and start_with_tty(): the steps of the module docstring, in the forked child."""
+    args = _init_args(spec)
     paths = rootfs.prepare(spec, root)
     flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC
     if spec.network_mode == "none":
         flags |= sc.CLONE_NEWNET
-    console = _console_of(stdio) if spec.process.tty else None
     plan = _plan(spec.security, spec.network_mode == "host")
 
     def child() -> None:
@@ -72,13 +116,37 @@ def start(
         if spec.domainname:
             sc.setdomainname(spec.domainname)
         p = spec.process
-        _become(p.args, p.env, p.user, p.group_add, p.working_dir, plan, p.tty, stdio)
+        fds = stdio if pty_sock is None else _own_pty(pty_sock)
+        _become(args, p.env, p.user, p.group_add, p.working_dir, plan, p.tty or pty_sock is not None, fds)
 
     pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
         return _launch(child, spec.name, cgroup, pid_ns_fd=None, new_pid_ns=True, own_pid_ns=pid_ns)
     finally:
         os.close(pid_ns)
+
+
+def _init_args(spec: ContainerSpec) -> tuple[str, ...]:
+    """The argv to exec: the command, behind `/dev/init --` (tini as PID 1) with `init: true`."""
+    if not spec.process.args:
+        raise errors.InvalidCommand("no command specified", subject=spec.name)
+    if not spec.process.init:
+        return spec.process.args
+    if not os.access(rootfs.INIT_BINARY, os.X_OK):
+        raise ContainerStartError(
+            f"init: true needs {rootfs.INIT_BINARY} (Debian package tini)", subject=spec.name
+        )
+    return (rootfs.INIT_PATH, "--", *spec.process.args)
+
+
+def _own_pty(sock: int) -> Stdio:
+    """In the child, after pivot_root: a pty from the container's devpts, master sent to the parent."""
+    master, slave = os.openpty()
+    socket.send_fds(socket.socket(fileno=os.dup(sock)), [b"m"], [master])
+    os.close(master)
+    os.close(sock)
+    rootfs.bind_console(os.ttyname(slave))
+    return (slave, slave, slave)
 
 
 def exec_in(

@@ -104,6 +104,8 @@ class ContainerSpec:
     restart: str = "no"  # docker's policy: no | always | unless-stopped | on-failure[:N]
     restart_policy: RestartPolicy | None = None
     healthcheck: Healthcheck | None = None
+    # (container id or name, "ro" | "rw"): manager.create copies that container's volume and bind mounts
+    volumes_from: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> str:
         """Stable JSON for the `containers.spec` column (tuples become lists, keys sorted)."""

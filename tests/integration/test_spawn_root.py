@@ -6,6 +6,7 @@ directories even when the test fails; the state root is a temp dir.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import time
@@ -329,3 +330,136 @@ def test_resolve_in_keeps_symlinks_inside_the_root(tmp_path):
     (tmp_path / "loop").symlink_to("loop")
     with pytest.raises(OSError):
         rootfs.resolve_in(str(tmp_path), "/loop/x")
+
+
+# -- init, tty, volumes with driver_opts ------------------------------------------------------------------
+
+
+@contextmanager
+def started_with(spec: ContainerSpec, state: StateRoot, volumes=None) -> Iterator[tuple[int, int]]:  # type: ignore[no-untyped-def]
+    """Like `started`, with a `volumes` mapping for spawn.start."""
+    r, w = os.pipe()
+    pid = None
+    try:
+        pid = spawn.start(spec, state, stdio=(0, w, w), volumes=volumes)
+        os.close(w)
+        w = -1
+        yield pid, r
+    finally:
+        _kill_reap(pid)
+        for fd in (r, w):
+            if fd >= 0:
+                os.close(fd)
+        spawn.cleanup(state, spec.id)
+
+
+def _kill_reap(pid: int | None) -> None:
+    if pid is None:
+        return
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _read_line(fd: int) -> str:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(fd, 1)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode()
+
+
+def test_init_is_pid1_reaps_zombies_and_forwards_sigterm(layer, state):
+    script = (
+        "cat /proc/1/cmdline | tr '\\0' ' '; echo; echo $$;"
+        " (sleep 0.2 &) ; sleep 0.6;"  # the orphaned sleep is reparented to PID 1, which must reap it
+        " echo zombies=$(grep -l '^State:.*Z' /proc/[0-9]*/status 2>/dev/null | wc -l);"
+        " trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.05; done"
+    )
+    spec = make_spec(layer, "/bin/sh", "-c", script)
+    spec = dataclasses.replace(spec, process=dataclasses.replace(spec.process, init=True))
+    with started(spec, state) as (pid, r):
+        lines = [_read_line(r).strip() for _ in range(4)]
+        assert lines[3] == "ready"
+        os.kill(pid, signal.SIGTERM)
+        rest = read_all(r)
+        code = spawn.wait(pid)
+    assert lines[0].startswith("/dev/init -- /bin/sh -c ")
+    assert int(lines[1]) >= 2
+    assert lines[2] == "zombies=0"
+    assert "got-term" in rest
+    assert code == 7
+
+
+def test_init_binary_is_read_only(layer, state):
+    spec = make_spec(
+        layer, "/bin/sh", "-c", "grep ' /dev/init ' /proc/mounts; echo x > /dev/init || echo refused"
+    )
+    spec = dataclasses.replace(spec, process=dataclasses.replace(spec.process, init=True))
+    code, out = run(spec, state)
+    assert code == 0
+    assert " ro," in out and "refused" in out
+
+
+def test_start_with_tty_gives_a_pty_of_its_own(layer, state):
+    script = "tty; [ -t 0 ] && [ -t 1 ] && echo is-tty; echo term=$TERM; stat -c %t:%T /dev/console"
+    spec = make_spec(layer, "/bin/sh", "-c", script)
+    spec = dataclasses.replace(spec, process=dataclasses.replace(spec.process, tty=True))
+    pid = master = None
+    try:
+        pid, master = spawn.start_with_tty(spec, state)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO once the last slave fd is closed
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        code = spawn.wait(pid)
+        pid = None
+    finally:
+        _kill_reap(pid)
+        if master is not None:
+            os.close(master)
+        spawn.cleanup(state, spec.id)
+    out = b"".join(chunks).decode().replace("\r\n", "\n").splitlines()
+    assert code == 0
+    assert out[0] == "/dev/pts/0"
+    assert out[1:3] == ["is-tty", "term=xterm"]
+    assert out[3] == "88:0"  # /dev/console is the pty slave (major 136 = 0x88, minor 0)
+
+
+def test_tmpfs_volume_from_driver_opts(layer, state):
+    mounts = (Mount(type="volume", target="/t", source="pyc-test-tmpvol"),)
+    spec = make_spec(layer, "/bin/sh", "-c", "stat -c %a /t; grep ' /t ' /proc/mounts", mounts=mounts)
+    volumes = {"pyc-test-tmpvol": ("tmpfs", "tmpfs", ("size=1m", "mode=1770"))}
+    with started_with(spec, state, volumes) as (pid, r):
+        out = read_all(r)
+        assert spawn.wait(pid) == 0
+    lines = out.splitlines()
+    assert lines[0] == "1770"
+    assert lines[1].split()[2] == "tmpfs" and "size=1024k" in lines[1]
+
+
+def test_bind_volume_from_driver_opts_read_only(layer, state, tmp_path):
+    device = tmp_path / "pyc-test-dev"
+    device.mkdir()
+    (device / "f").write_text("dev\n")
+    mounts = (Mount(type="volume", target="/b", source="pyc-test-bindvol"),)
+    spec = make_spec(layer, "/bin/sh", "-c", "cat /b/f; echo x > /b/g || echo refused", mounts=mounts)
+    volumes = {"pyc-test-bindvol": ("bind", str(device), ("ro",))}
+    with started_with(spec, state, volumes) as (pid, r):
+        out = read_all(r)
+        assert spawn.wait(pid) == 0
+    assert out.splitlines()[0] == "dev"
+    assert "refused" in out
+    assert not (device / "g").exists()
