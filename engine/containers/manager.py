@@ -24,7 +24,7 @@ from typing import Any
 from engine import errors
 from engine.containers import logs, records, rootfs, spawn
 from engine.containers.cgroups import DEFAULT_PARENT, Cgroup
-from engine.containers.spec import ContainerSpec, Mount
+from engine.containers.spec import ContainerSpec, Healthcheck, Mount
 from engine.errors import ContainerConflict, ContainerNotFound, EngineError
 from engine.images.store import ImageStore
 from engine.state.root import StateRoot
@@ -77,6 +77,8 @@ class ContainerManager:
         the mount point (docker's copy-up) unless `nocopy`. Any failure undoes what was done.
         """
         spec = self._complete(spec)
+        spec = with_image_defaults(spec, self.images.get_image(spec.image_id).config)
+        spec = dataclasses.replace(spec, mounts=spec.mounts + self._mounts_from(spec))
         anonymous: list[str] = []
         mounts = tuple(self._volume_mount(m, anonymous) for m in spec.mounts)
         spec = dataclasses.replace(spec, mounts=mounts)
@@ -110,6 +112,27 @@ class ContainerManager:
         image = self.images.get_image(spec.image_id)
         layer_dirs = spec.layer_dirs or tuple(self.images.layer_dirs(image))
         return dataclasses.replace(spec, id=cid, name=name, layer_dirs=layer_dirs)
+
+    def _mounts_from(self, spec: ContainerSpec) -> tuple[Mount, ...]:
+        """volumes_from: the volume and bind mounts of other containers, at targets the spec leaves free.
+
+        As Docker: mode "ro" makes them read-only, "rw" keeps each mount's own mode; the volumes are
+        already populated, so no copy-up (nocopy).
+        """
+        taken = {m.target for m in spec.mounts}
+        inherited: list[Mount] = []
+        for source_id, mode in spec.volumes_from:
+            if mode not in ("ro", "rw"):
+                raise errors.InvalidCommand(
+                    f"volumes_from mode must be ro or rw, not {mode!r}", subject=source_id
+                )
+            for mount in self.spec_of(self.get(source_id)).mounts:
+                if mount.type not in ("volume", "bind") or mount.target in taken:
+                    continue
+                taken.add(mount.target)
+                read_only = mount.read_only or mode == "ro"
+                inherited.append(dataclasses.replace(mount, read_only=read_only, nocopy=True))
+        return tuple(inherited)
 
     def _volume_mount(self, mount: Mount, anonymous: list[str]) -> Mount:
         """A volume mount with its source filled in (anonymous volumes are created here)."""
@@ -631,12 +654,78 @@ def _tty_name(tty_nr: int) -> str:
     return f"pts/{minor}" if 136 <= major <= 143 else f"tty{minor}"
 
 
-def volume_sources(volumes: VolumeStore, spec: ContainerSpec) -> dict[str, str]:
-    """Volume name -> host directory for every volume mount of `spec` (what spawn.start mounts)."""
-    sources: dict[str, str] = {}
+def volume_sources(volumes: VolumeStore, spec: ContainerSpec) -> dict[str, rootfs.VolumeSource]:
+    """Volume name -> what spawn.start mounts: the host directory of a plain volume, else the volume's
+    (type, source, options) from VolumeStore.mount_source (tmpfs, or an `o=bind` device with flags)."""
+    sources: dict[str, rootfs.VolumeSource] = {}
     for mount in spec.mounts:
         if mount.type == "volume" and mount.source:
-            path = volumes.data_path(volumes.get(mount.source))
-            if path is not None:
-                sources[mount.source] = str(path)
+            volume = volumes.get(mount.source)
+            kind, source, options = volumes.mount_source(volume)
+            plain = kind == "bind" and not options
+            sources[mount.source] = source if plain else (kind, source, options)
     return sources
+
+
+# -- image defaults (create) ------------------------------------------------------------------------------
+
+
+def with_image_defaults(spec: ContainerSpec, image_config: dict[str, Any]) -> ContainerSpec:
+    """Fill what the spec leaves unset from the image's config, as Docker's create does.
+
+    env: the image's under the spec's (the spec wins, image order first); user and working_dir when
+    None; stop_signal when it is the default SIGTERM (an explicit SIGTERM cannot be told apart, and
+    means the same unless the image says otherwise); the healthcheck: the image's when the spec has
+    none, else the spec's with its unset (None) fields taken from the image's, Docker's merge.
+    """
+    config = image_config.get("config") or {}
+    process = spec.process
+    env = dict(e.partition("=")[::2] for e in config.get("Env") or ())
+    env.update(dict(process.env))
+    process = dataclasses.replace(
+        process,
+        env=tuple(env.items()),
+        user=process.user if process.user is not None else (config.get("User") or None),
+        working_dir=process.working_dir
+        if process.working_dir is not None
+        else (config.get("WorkingDir") or None),
+    )
+    stop_signal = spec.stop_signal
+    if stop_signal == "SIGTERM" and config.get("StopSignal"):
+        stop_signal = str(config["StopSignal"])
+    healthcheck = merge_healthcheck(spec.healthcheck, image_healthcheck(config.get("Healthcheck")))
+    return dataclasses.replace(spec, process=process, stop_signal=stop_signal, healthcheck=healthcheck)
+
+
+def image_healthcheck(config: dict[str, Any] | None) -> Healthcheck | None:
+    """The image's HEALTHCHECK (durations in ns) as a spec healthcheck in seconds; 0 = not set (None).
+
+    ["NONE"] is kept as it is: it disables the checks (the supervisor runs none)."""
+    if not config or not config.get("Test"):
+        return None
+
+    def seconds(key: str) -> float | None:
+        value = config.get(key) or 0
+        return value / 1e9 if value else None
+
+    retries = config.get("Retries") or None
+    test = tuple(str(t) for t in config["Test"])
+    return (
+        test,
+        seconds("Interval"),
+        seconds("Timeout"),
+        seconds("StartPeriod"),
+        seconds("StartInterval"),
+        retries,
+    )
+
+
+def merge_healthcheck(spec: Healthcheck | None, image: Healthcheck | None) -> Healthcheck | None:
+    """Docker's merge: the spec's healthcheck, each unset field (empty test, None) from the image's."""
+    if spec is None or image is None:
+        return spec if spec is not None else image
+    test = spec[0] or image[0]
+    rest = tuple(
+        mine if mine is not None else theirs for mine, theirs in zip(spec[1:], image[1:], strict=True)
+    )
+    return (test, *rest)  # type: ignore[return-value]

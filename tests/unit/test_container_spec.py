@@ -30,6 +30,7 @@ def _full() -> ContainerSpec:
         restart="on-failure:3",
         restart_policy=("on-failure", 5.0, 3, 60.0),
         healthcheck=(("CMD", "true"), 30.0, 5.0, 0.0, 5.0, 3),
+        volumes_from=(("db", "ro"), ("cache", "rw")),
     )
 
 
@@ -134,3 +135,76 @@ def test_cli_status_and_volume_flags():
         type="volume", source="db", target="/var/lib/db", read_only=True
     )
     assert _mount("/srv:/srv").type == "bind"
+
+
+# -- image defaults at create (manager.with_image_defaults) ------------------------------------------------
+
+
+def _bare(**kw) -> ContainerSpec:  # type: ignore[no-untyped-def]
+    process = kw.pop("process", Process(args=("true",), env=(("B", "spec"), ("C", "3"))))
+    return ContainerSpec(id="x", name="x", image_id="i", layer_dirs=(), process=process, **kw)
+
+
+IMAGE = {
+    "config": {
+        "Env": ["PATH=/usr/bin:/bin", "B=image"],
+        "User": "nobody",
+        "WorkingDir": "/srv",
+        "StopSignal": "SIGQUIT",
+        "Healthcheck": {"Test": ["CMD-SHELL", "true"], "Interval": 2_000_000_000, "Retries": 4},
+    }
+}
+
+
+def test_volumes_from_round_trip():
+    assert json.loads(_full().to_json())["volumes_from"] == [["db", "ro"], ["cache", "rw"]]
+    assert ContainerSpec.from_json(_full().to_json()).volumes_from == (("db", "ro"), ("cache", "rw"))
+
+
+def test_image_defaults_fill_the_gaps_and_the_spec_wins():
+    from engine.containers.manager import with_image_defaults
+
+    spec = with_image_defaults(_bare(), IMAGE)
+    assert spec.process.env == (("PATH", "/usr/bin:/bin"), ("B", "spec"), ("C", "3"))
+    assert (spec.process.user, spec.process.working_dir, spec.stop_signal) == ("nobody", "/srv", "SIGQUIT")
+    assert spec.healthcheck == (("CMD-SHELL", "true"), 2.0, None, None, None, 4)
+    mine = _bare(
+        process=Process(args=("true",), user="0", working_dir="/w"),
+        stop_signal="SIGINT",
+        healthcheck=(("CMD", "x"), None, 1.5, None, None, None),
+    )
+    kept = with_image_defaults(mine, IMAGE)
+    assert (kept.process.user, kept.process.working_dir, kept.stop_signal) == ("0", "/w", "SIGINT")
+    assert kept.healthcheck == (("CMD", "x"), 2.0, 1.5, None, None, 4)  # Docker's field-by-field merge
+
+
+def test_image_defaults_with_an_empty_config_change_nothing():
+    from engine.containers.manager import with_image_defaults
+
+    spec = _bare()
+    assert with_image_defaults(spec, {}) == spec
+    assert with_image_defaults(spec, {"config": {"User": "", "WorkingDir": ""}}) == spec
+
+
+def test_image_healthcheck_none_and_durations():
+    from engine.containers.manager import image_healthcheck, merge_healthcheck
+
+    assert image_healthcheck(None) is None
+    assert image_healthcheck({"Test": []}) is None
+    assert image_healthcheck({"Test": ["NONE"]}) == (("NONE",), None, None, None, None, None)
+    full = {
+        "Test": ["CMD", "check"],
+        "Interval": 30_000_000_000,
+        "Timeout": 500_000_000,
+        "StartPeriod": 1_000_000_000,
+        "StartInterval": 250_000_000,
+        "Retries": 2,
+    }
+    assert image_healthcheck(full) == (("CMD", "check"), 30.0, 0.5, 1.0, 0.25, 2)
+    # a spec that disables (NONE) wins over the image's; an empty test inherits the image's
+    none = (("NONE",), None, None, None, None, None)
+    assert merge_healthcheck(none, image_healthcheck(full))[0] == ("NONE",)
+    assert merge_healthcheck(((), None, None, None, None, None), image_healthcheck(full))[0] == (
+        "CMD",
+        "check",
+    )
