@@ -401,3 +401,122 @@ def test_named_volume_through_the_supervisor_keeps_data_after_removal(supervised
         assert (data / "file").read_text() == "kept\n"  # a named volume outlives its container
     finally:
         m.volumes.remove("pyc-test-data", force=True)
+
+
+# -- volumes_from, volumes with driver_opts, image defaults ---------------------------------------------
+
+
+def _run_to_end(m: ContainerManager, record: dict) -> tuple[int, str]:
+    """Start the container (no cgroup), read its output to the end, reap it: (exit code, output)."""
+    spec = m.spec_of(record)
+    read, write = os.pipe()
+    pid = None
+    try:
+        pid = spawn.start(spec, m.root, stdio=(0, write, write), volumes=m.volume_sources(spec))
+        os.close(write)
+        write = -1
+        chunks = []
+        while chunk := os.read(read, 65536):
+            chunks.append(chunk)
+        code = spawn.wait(pid)
+        pid = None
+        return code, b"".join(chunks).decode()
+    finally:
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                spawn.wait(pid)
+        for fd in (read, write):
+            if fd >= 0:
+                os.close(fd)
+
+
+def test_volumes_from_copies_mounts_and_ro_makes_them_read_only(
+    mgr: ContainerManager, tmp_path: Path
+) -> None:
+    host = tmp_path / "pyc-test-bind"
+    host.mkdir()
+    mounts = (Mount(type="volume", target="/data"), Mount(type="bind", source=str(host), target="/b"))
+    first = mgr.create(_spec(mgr, "sh", "-c", "echo one > /data/f; echo b > /b/f", mounts=mounts))
+    assert _run_to_end(mgr, first)[0] == 0
+    volume = mgr.spec_of(first).mounts[0].source
+    own = (Mount(type="tmpfs", target="/b"),)  # the spec's own mount at /b wins over the inherited one
+    second = mgr.create(
+        _spec(
+            mgr,
+            "sh",
+            "-c",
+            "cat /data/f; echo x > /data/g || echo refused",
+            volumes_from=((first["name"], "ro"),),
+        )
+    )
+    third = mgr.create(_spec(mgr, "sh", "-c", "ls /b", mounts=own, volumes_from=((first["id"], "rw"),)))
+    inherited = mgr.spec_of(second).mounts
+    assert [(m.type, m.target, m.read_only) for m in inherited] == [
+        ("volume", "/data", True),
+        ("bind", "/b", True),
+    ]
+    assert inherited[0].source == volume
+    assert sorted(mgr.volumes.users(volume)) == sorted([first["id"], second["id"], third["id"]])
+    assert [(m.type, m.read_only) for m in mgr.spec_of(third).mounts] == [("tmpfs", False), ("volume", False)]
+    code, out = _run_to_end(mgr, second)
+    assert code == 0 and out.splitlines()[0] == "one" and "refused" in out
+    with pytest.raises(InvalidCommand):
+        mgr.create(_spec(mgr, volumes_from=((first["id"], "rx"),)))
+    with pytest.raises(ContainerNotFound):
+        mgr.create(_spec(mgr, volumes_from=(("pyc-test-nosuch", "ro"),)))
+
+
+def test_volumes_with_driver_opts_are_mounted_at_start(mgr: ContainerManager, tmp_path: Path) -> None:
+    device = tmp_path / "pyc-test-device"
+    device.mkdir()
+    (device / "f").write_text("dev\n")
+    tmp = "pyc-test-tmpfs-" + uuid.uuid4().hex[:6]
+    bound = "pyc-test-bound-" + uuid.uuid4().hex[:6]
+    mgr.volumes.create(tmp, driver_opts={"type": "tmpfs", "device": "tmpfs", "o": "size=2m,mode=1777"})
+    mgr.volumes.create(bound, driver_opts={"type": "none", "device": str(device), "o": "bind,ro"})
+    try:
+        mounts = (
+            Mount(type="volume", source=tmp, target="/t"),
+            Mount(type="volume", source=bound, target="/d"),
+        )
+        script = "grep ' /t ' /proc/mounts; stat -c %a /t; cat /d/f; echo x > /d/g || echo refused"
+        record = mgr.create(_spec(mgr, "sh", "-c", script, mounts=mounts))
+        sources = mgr.volume_sources(mgr.spec_of(record))
+        assert sources == {
+            tmp: ("tmpfs", "tmpfs", ("size=2m", "mode=1777")),
+            bound: ("bind", str(device), ("ro",)),
+        }
+        code, out = _run_to_end(mgr, record)
+        mgr.remove(record["id"])
+    finally:
+        mgr.volumes.remove(tmp, force=True)
+        mgr.volumes.remove(bound, force=True)
+    lines = out.splitlines()
+    assert code == 0
+    assert lines[0].split()[2] == "tmpfs" and "size=2048k" in lines[0]
+    assert lines[1:3] == ["1777", "dev"] and "refused" in out
+    assert not (device / "g").exists()
+
+
+def test_create_takes_env_user_workdir_and_stop_signal_from_the_image(mgr: ContainerManager) -> None:
+    changes = ["ENV A=image B=image", "WORKDIR /srv", "USER app", "STOPSIGNAL SIGQUIT"]
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(busybox_rootfs(), arcname=".")
+    buffer.seek(0)
+    image = mgr.images.import_rootfs(buffer, "pyc-test/defaults:1", changes=changes)
+    process = Process(args=("sh", "-c", 'echo "$A $B $(id -un) $(pwd)"'), env=(("B", "spec"),))
+    spec = ContainerSpec(
+        id="", name="pyc-test-" + uuid.uuid4().hex[:8], image_id=image.id, layer_dirs=(), process=process
+    )
+    record = mgr.create(spec)
+    stored = mgr.spec_of(record)
+    assert (stored.stop_signal, stored.process.user, stored.process.working_dir) == (
+        "SIGQUIT",
+        "app",
+        "/srv",
+    )
+    code, out = _run_to_end(mgr, record)
+    assert code == 0 and out == "image spec app /srv\n"
