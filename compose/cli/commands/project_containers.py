@@ -198,10 +198,13 @@ def _stream(sample: Callable[[float], list[dict]], args, context) -> None:
         from rich.live import Live
         from rich.text import Text
 
+        def frame(rows: list[dict]) -> Text:  # cropped, not wrapped: a narrow terminal keeps one line a row
+            return Text(stats_table(rows, args.no_trunc).rstrip("\n"), no_wrap=True, overflow="crop")
+
         console = Console(file=context.stdout)
-        with Live(Text(stats_table([], args.no_trunc)), console=console, auto_refresh=False) as live:
+        with Live(frame([]), console=console, auto_refresh=False) as live:
             while True:
-                live.update(Text(stats_table(sample(SAMPLE_SECONDS), args.no_trunc)), refresh=True)
+                live.update(frame(sample(SAMPLE_SECONDS)), refresh=True)
     while True:
         _print_sample(sample(SAMPLE_SECONDS), args, context)
 
