@@ -12,6 +12,14 @@ resolves the user in the container's own /etc/passwd, creates the working direct
 security hook, switches user and execs. Any failure before exec travels back through a close-on-exec
 pipe as the engine error it was, so `start()` either returns a running pid or raises.
 
+`init: true` execs `/dev/init -- <args>`: Debian's static tini (rootfs binds it read-only at /dev/init,
+as Docker does) is PID 1, reaps orphans and forwards signals to the command (PID 2).
+
+`start_with_tty()` returns (pid, pty master fd): the child opens a pty from the container's own devpts
+instance after pivot_root (so the container sees /dev/pts/0, as under runc), makes the slave its
+stdin/stdout/stderr, controlling terminal and /dev/console, and sends the master back over a socketpair
+(SCM_RIGHTS) before exec. `start()` keeps its signature and returns the pid only.
+
 `exec_in()`: the same, but joining a running container's namespaces with setns(2) instead.
 """
 
