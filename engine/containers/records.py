@@ -183,3 +183,8 @@ def bind_image_hooks(store: Any, db: Database) -> Any:
     store.containers_using = lambda image_id: containers_using(db, image_id)
     store.layers_used_by_containers = lambda: layers_in_use(db)
     return store
+
+
+def reset_restart(db: Database, id: str) -> None:
+    """A user start: the policy applies afresh (Docker clears the manual-stop flag and the restart count)."""
+    _update(db, id, "stopped_by_user = 0, restart_count = 0", ())

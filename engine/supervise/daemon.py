@@ -5,8 +5,11 @@ This process: starts containers through a forked single-threaded helper (so the 
 to the keeper when the helper exits), reads their stdout/stderr pipes into json-file logs, runs health
 probes (spawn.exec_in, directly: this process never starts a thread), applies restart policies when the
 keeper reports an exit, and answers the control socket `run/supervisor.sock` (one JSON object per line:
-ops ping, start, stop, status, shutdown). On start it re-adopts what the keeper holds.
-It is the only writer of container rows besides the keeper's exit record.
+ops ping, start, stop, kill, restart, pause, unpause, status, shutdown; root or the state root's owner
+only, checked with SO_PEERCRED). On start it re-adopts what the keeper holds, then every other row in an
+active state (keeper and daemon both died): a living process is watched through a pidfd and its pipes
+reopened through /proc; a vanished one is recorded as exited (255, or 137 + OOMKilled) and its restart
+policy applies. It is the only writer of container rows besides the keeper's exit record.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import sys
 import time
 from dataclasses import dataclass, field
@@ -39,6 +43,9 @@ SUPERVISOR_LOCK = "supervisor.lock"
 PIPE_SIZE = 1 << 20  # DESIGN.md: room for a supervisor restart gap
 F_SETPIPE_SZ = 1031
 DRAIN_TIMEOUT = 2.0  # after an exit, how long the pipes may take to reach EOF
+ACTIVE_STATES = ("running", "paused", "restarting")
+UNKNOWN_EXIT = 255  # Docker's code for a task whose exit status was lost
+OOM_EXIT = 137  # 128 + SIGKILL: the OOM killer's signal
 
 
 def log_dir(root: Path) -> Path:
@@ -88,6 +95,8 @@ class Watched:
     drained: asyncio.Event = field(default_factory=asyncio.Event)
     health: health.HealthState | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    pidfd: int | None = None  # set while watched as an orphan (not the keeper's child)
+    paused: bool = False
 
     @property
     def id(self) -> str:
@@ -135,8 +144,11 @@ class Daemon:
             w.done = self.loop.create_future()
             self.watched[w.id] = w
             self._attach(w, dict(zip(("stdout", "stderr"), mine, strict=False)))
+            w.paused = row["state"] == "paused"
             if not item.get("exited"):
                 self._start_health(w, row.get("health"))
+                if not self._keepers_child(w.pid):  # held by a keeper that lost it (keeper restarted)
+                    self._watch_orphan(w)
 
     def on_keeper(self) -> None:
         try:
@@ -146,6 +158,9 @@ class Daemon:
         _close(fds)
         if message is None:  # the keeper died: keep going, containers now belong to init (DESIGN.md)
             self.loop.remove_reader(self.keeper.fileno())
+            for w in list(self.watched.values()):
+                if w.exit is None and w.pid:
+                    self._watch_orphan(w)
             return
         self.handle_keeper(message)
 
@@ -155,6 +170,90 @@ class Daemon:
             if w.exit is None and w.pid == message["pid"]:
                 w.exit = message
                 w.tasks.append(self.loop.create_task(self.on_exit(w)))
+
+    # -- re-adoption of what no keeper holds (keeper and daemon both died) ------------------------
+
+    def readopt_orphans(self) -> None:
+        """Every row in an active state that the keeper did not hand back: watch it or record its end."""
+        for row in records.list_all(self.db):
+            if row["state"] not in ACTIVE_STATES or row["id"] in self.watched:
+                continue
+            spec = ContainerSpec.from_json(row["spec"])
+            w = Watched(spec, pid=int(row["pid"] or 0), started=time.monotonic())
+            w.done = self.loop.create_future()
+            w.paused = row["state"] == "paused"
+            self.watched[w.id] = w
+            if w.pid and self._in_cgroup(w.pid, w.id) and self._watch_orphan(w):
+                self._reopen_pipes(w)
+                keeper.send(self.keeper, {"op": "hold", "id": w.id, "pid": w.pid}, list(w.fds.values()))
+                self._start_health(w, row.get("health"))
+            else:
+                w.drained.set()
+                self._orphan_exited(w, row)
+
+    def _in_cgroup(self, pid: int, cid: str) -> bool:
+        """Pid reuse guard: the process must sit in this container's cgroup."""
+        try:
+            text = Path(f"/proc/{pid}/cgroup").read_text()
+        except OSError:
+            return False
+        wanted = f"/{self.cgroup_parent}/{cid}"
+        return any(line.rstrip().endswith(wanted) for line in text.splitlines())
+
+    def _keepers_child(self, pid: int) -> bool:
+        """The keeper (our parent) will report this exit with its real status."""
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        return int(stat.rsplit(")", 1)[1].split()[1]) == os.getppid()
+
+    def _watch_orphan(self, w: Watched) -> bool:
+        """Watch a pid that is not our keeper's child with a pidfd; False if it is already gone."""
+        if w.pidfd is not None:
+            return True
+        try:
+            w.pidfd = os.pidfd_open(w.pid)
+        except ProcessLookupError:
+            return False
+        self.loop.add_reader(w.pidfd, self._on_orphan_exit, w)
+        return True
+
+    def _on_orphan_exit(self, w: Watched) -> None:
+        """Its status went to someone else (init): only the cgroup's OOM counter tells us anything."""
+        if w.pidfd is not None:
+            self.loop.remove_reader(w.pidfd)
+            os.close(w.pidfd)
+            w.pidfd = None
+        if w.exit is None:
+            self._orphan_exited(w)
+
+    def _orphan_exited(self, w: Watched, row: dict[str, Any] | None = None) -> None:
+        """Exit facts without a wait status: 137 + OOMKilled if the cgroup's OOM counter moved, else 255.
+
+        A row caught in `restarting` (the daemon died during the back-off) keeps its recorded exit."""
+        if row is not None and row["state"] == "restarting" and row["exit_code"] is not None:
+            code, oom = int(row["exit_code"]), bool(row["oom_killed"])
+        else:
+            group = self._try_cgroup(w.id)
+            oom = group is not None and _quiet(group.oom_killed)
+            code = OOM_EXIT if oom else UNKNOWN_EXIT
+        w.exit = {"op": "exit", "id": w.id, "pid": w.pid, "code": code, "oom": oom}
+        w.exit["finished_at"] = keeper.now_rfc3339()
+        w.tasks.append(self.loop.create_task(self.on_exit(w)))
+
+    def _reopen_pipes(self, w: Watched) -> None:
+        """A new read end of the PID 1's stdout/stderr pipes, opened through /proc of the writer."""
+        fds: dict[str, int] = {}
+        seen: set[str] = set()
+        for stream, n in (("stdout", 1), ("stderr", 2)):
+            path = f"/proc/{w.pid}/fd/{n}"
+            with contextlib.suppress(OSError):
+                target = os.readlink(path)
+                if target.startswith("pipe:") and target not in seen:
+                    fds[stream] = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                    seen.add(target)
+        self._attach(w, fds)
 
     # -- start -----------------------------------------------------------------------------------
 
@@ -168,7 +267,7 @@ class Daemon:
             raise ContainerConflict("container is already running", subject=row["name"])
         if w is not None:
             self._cancel(w)
-        records.set_stopped_by_user(self.db, row["id"], False)
+        records.reset_restart(self.db, row["id"])
         w = Watched(ContainerSpec.from_json(row["spec"]))
         self.watched[w.id] = w
         try:
@@ -217,6 +316,7 @@ class Daemon:
         if helper == 0:
             status = 0
             try:
+                _default_signals()  # the keeper ignores SIGHUP: an ignored signal survives exec
                 from engine.containers.manager import volume_sources
                 from engine.volumes import VolumeStore
 
@@ -295,7 +395,9 @@ class Daemon:
         code, oom = int(w.exit["code"]), bool(w.exit["oom"])
         with contextlib.suppress(ContainerNotFound):
             records.record_exited(self.db, w.id, code, oom, str(w.exit["finished_at"]))
-        keeper.send(self.keeper, {"op": "forget", "id": w.id})
+        with contextlib.suppress(OSError):
+            keeper.send(self.keeper, {"op": "forget", "id": w.id})
+        w.paused = False
         if w.done is not None and not w.done.done():
             w.done.set_result(w.exit)
         row = records.get(self.db, w.id)
@@ -366,6 +468,8 @@ class Daemon:
         grace = w.spec.stop_grace_period if timeout is None else timeout
         with contextlib.suppress(ProcessLookupError):
             os.kill(w.pid, signal_of(w.spec.stop_signal))
+        if w.paused:  # the signal is delivered once the cgroup thaws
+            self._thaw(w)
         assert w.done is not None
         try:
             await asyncio.wait_for(asyncio.shield(w.done), grace)
@@ -376,6 +480,65 @@ class Daemon:
                 os.kill(w.pid, signal.SIGKILL)
             await asyncio.wait_for(asyncio.shield(w.done), 10.0)
         return {"id": w.id, "state": "exited", "exit_code": w.done.result()["code"]}
+
+    # -- kill, restart, pause ----------------------------------------------------------------------
+
+    def _running(self, cid: str) -> tuple[dict[str, Any], Watched]:
+        row = records.get(self.db, cid)
+        if row is None:
+            raise ContainerNotFound("no such container", subject=cid)
+        w = self.watched.get(row["id"])
+        if w is None or w.exit is not None or not w.pid:
+            state = row["state"]
+            raise ContainerConflict(f"the container is not running (state {state})", subject=row["name"])
+        return row, w
+
+    def kill(self, cid: str, sig: str | int = "SIGKILL") -> dict[str, Any]:
+        """docker kill: SIGKILL or the stop signal is a user stop (written before the signal, so the
+        restart policy sees it); other signals (a reload's SIGHUP) leave the policy alone."""
+        _, w = self._running(cid)
+        number = signal_of(sig)
+        if number in (signal.SIGKILL, signal_of(w.spec.stop_signal)):
+            records.set_stopped_by_user(self.db, w.id, True)
+        os.kill(w.pid, number)
+        if w.paused and number == signal.SIGKILL:  # a frozen task only dies once thawed
+            self._thaw(w)
+        return {"id": w.id, "signal": number}
+
+    async def restart(self, cid: str, timeout: float | None = None) -> dict[str, Any]:
+        """docker restart: stop (if running), then a user start."""
+        row = records.get(self.db, cid)
+        if row is None:
+            raise ContainerNotFound("no such container", subject=cid)
+        w = self.watched.get(row["id"])
+        if w is not None:
+            await self.stop(row["id"], timeout)
+        return self.start(row["id"])
+
+    def pause(self, cid: str) -> dict[str, Any]:
+        """Freeze the cgroup; a paused process is alive (no exit, no probes) until unpaused."""
+        row, w = self._running(cid)
+        if w.paused:
+            raise ContainerConflict("the container is already paused", subject=row["name"])
+        Cgroup.open(w.id, parent=self.cgroup_parent).freeze()
+        w.paused = True
+        records.set_state(self.db, w.id, "paused")
+        return {"id": w.id, "state": "paused"}
+
+    def unpause(self, cid: str) -> dict[str, Any]:
+        row, w = self._running(cid)
+        if not w.paused:
+            raise ContainerConflict("the container is not paused", subject=row["name"])
+        self._thaw(w)
+        return {"id": w.id, "state": "running"}
+
+    def _thaw(self, w: Watched) -> None:
+        with contextlib.suppress(EngineError):
+            Cgroup.open(w.id, parent=self.cgroup_parent).thaw()
+        w.paused = False
+        with contextlib.suppress(ContainerNotFound):
+            if (records.get(self.db, w.id) or {}).get("state") == "paused":
+                records.set_state(self.db, w.id, "running")
 
     # -- health ----------------------------------------------------------------------------------
 
@@ -406,6 +569,9 @@ class Daemon:
             await asyncio.sleep(max(0.0, w.health.next_probe_at(time.time()) - time.time()))
             if w.exit is not None:
                 return
+            if w.paused:  # Docker does not probe a paused container
+                await asyncio.sleep(0.2)
+                continue
             w.health.record(await self._probe(w, argv))
             self._save_health(w)
 
@@ -475,7 +641,14 @@ class Daemon:
     # -- control socket --------------------------------------------------------------------------
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """One JSON request per line, one JSON reply per line."""
+        """One JSON request per line, one JSON reply per line; peers other than root/owner are refused."""
+        if not self._peer_allowed(writer):
+            refusal = {"ok": False, "error": "permission denied", "type": "SupervisorError", "subject": None}
+            with contextlib.suppress(ConnectionError):
+                writer.write(json.dumps(refusal).encode() + b"\n")
+                await writer.drain()
+            writer.close()
+            return
         try:
             while line := await reader.readline():
                 writer.write(json.dumps(await self.answer(line)).encode() + b"\n")
@@ -484,6 +657,15 @@ class Daemon:
             pass
         finally:
             writer.close()
+
+    def _peer_allowed(self, writer: asyncio.StreamWriter) -> bool:
+        """SO_PEERCRED (the uid at connect time): root or the owner of the state root."""
+        sock = writer.get_extra_info("socket")
+        if sock is None:
+            return False
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _, uid, _ = struct.unpack("3i", creds)
+        return uid == 0 or uid == self.root.stat().st_uid
 
     async def answer(self, line: bytes) -> dict[str, Any]:
         try:
@@ -495,6 +677,14 @@ class Daemon:
                 result = self.start(str(request["id"]))
             elif op == "stop":
                 result = await self.stop(str(request["id"]), request.get("timeout"))
+            elif op == "kill":
+                result = self.kill(str(request["id"]), request.get("signal", "SIGKILL"))
+            elif op == "restart":
+                result = await self.restart(str(request["id"]), request.get("timeout"))
+            elif op == "pause":
+                result = self.pause(str(request["id"]))
+            elif op == "unpause":
+                result = self.unpause(str(request["id"]))
             elif op == "status":
                 result = self.status(request.get("id"))
             elif op == "shutdown":
@@ -545,6 +735,7 @@ class Daemon:
         self.loop.add_reader(self.keeper.fileno(), self.on_keeper)
         for message in early:
             self.handle_keeper(message)
+        self.readopt_orphans()
         path = self.root / "run" / SOCKET_NAME
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
@@ -564,6 +755,22 @@ def _close(fds: list[int]) -> None:
     for fd in fds:
         with contextlib.suppress(OSError):
             os.close(fd)
+
+
+def _default_signals() -> None:
+    """Every catchable signal back to its default (a container must not inherit our SIG_IGNs)."""
+    for signum in signal.valid_signals():
+        if signum not in (signal.SIGKILL, signal.SIGSTOP):
+            with contextlib.suppress(OSError, ValueError):
+                signal.signal(signum, signal.SIG_DFL)
+
+
+def _quiet(check: Any) -> bool:
+    """A yes/no probe of the kernel that counts as no when it fails."""
+    try:
+        return bool(check())
+    except (OSError, EngineError):
+        return False
 
 
 def _read_all(fd: int) -> bytes:

@@ -250,3 +250,166 @@ def test_failing_healthcheck_turns_unhealthy_after_retries(env: Env) -> None:
     wait_for(lambda: json.loads(env.row(cid)["health"])["Status"] == "unhealthy", what="unhealthy")
     health = json.loads(env.row(cid)["health"])
     assert health["FailingStreak"] == 3 and all(r["ExitCode"] == 1 for r in health["Log"])
+
+
+# -- robustness: both processes dead, vanished containers, ops, socket access -------------------------
+
+
+def kill_supervision(env: Env) -> None:
+    """SIGKILL keeper and daemon of this root (keeper first, so it cannot restart the daemon)."""
+    procs = sorted(_our_processes(env.root.path), key=lambda pid: b"keeper" not in _cmdline(pid))
+    assert procs, "no keeper/daemon found"
+    for pid in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not any(_alive(pid) for pid in procs), what="keeper and daemon gone")
+    assert not client.ping(env.root)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def test_keeper_and_daemon_sigkilled_the_container_is_readopted_with_its_logs(env: Env) -> None:
+    script = "echo before; sleep 2; echo after1; echo after2 >&2; sleep 0.5; echo after3; exit 4"
+    cid = env.create("sh", "-c", script)
+    pid = start(env, cid)
+    wait_for(lambda: ("stdout", "before\n") in env.log(cid), what="first line")
+    kill_supervision(env)
+    assert _alive(pid) and env.row(cid)["state"] == "running"
+    client.ensure_supervisor(env.root, cgroup_parent=env.parent)
+    status = client.request(env.root, "status", id=cid)["containers"][0]
+    assert status["watched"] and status["state"] == "running" and status["pid"] == pid
+    wait_for(lambda: env.row(cid)["state"] == "exited", what="exit after re-adoption")
+    row = env.row(cid)
+    assert (row["exit_code"], row["oom_killed"]) == (255, False)  # not our child: status unknown
+    got = env.log(cid)
+    assert [line for s, line in got if s == "stdout"] == ["before\n", "after1\n", "after3\n"]
+    assert [line for s, line in got if s == "stderr"] == ["after2\n"]
+
+
+def test_readopted_orphan_restarts_under_its_policy_and_stops(env: Env) -> None:
+    cid = env.create("sleep", "60", restart="always")
+    pid = start(env, cid)
+    kill_supervision(env)
+    client.ensure_supervisor(env.root, cgroup_parent=env.parent)
+    os.kill(pid, signal.SIGKILL)  # not the user: the policy restarts it
+    wait_for(
+        lambda: env.row(cid)["restart_count"] == 1 and env.row(cid)["state"] == "running", what="restart"
+    )
+    new_pid = env.row(cid)["pid"]
+    assert new_pid != pid and _alive(new_pid)
+    assert client.request(env.root, "stop", id=cid, timeout=1)["exit_code"] == 137  # a keeper child again
+
+
+def test_rows_running_without_a_process_are_exited_255_and_boot_policies_apply(env: Env) -> None:
+    kill_supervision(env)
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    gone = finished.pid  # reaped: gone (and, if reused, in no container's cgroup)
+    ids = {
+        "always": env.create("sleep", "60", restart="always"),
+        "unless": env.create("sleep", "60", restart="unless-stopped"),
+        "stopped": env.create("sleep", "60", restart="unless-stopped"),
+        "no": env.create("sleep", "60"),
+    }
+    for cid in ids.values():
+        records.record_started(env.root.db, cid, gone, _now())
+    records.set_stopped_by_user(env.root.db, ids["stopped"], True)
+    client.ensure_supervisor(env.root, cgroup_parent=env.parent)
+    for key in ("always", "unless"):
+        cid = ids[key]
+        wait_for(lambda cid=cid: env.row(cid)["state"] == "running", what=f"{key} restarted")
+        assert env.row(cid)["restart_count"] == 1 and _alive(env.row(cid)["pid"])
+    for key in ("stopped", "no"):
+        cid = ids[key]
+        wait_for(lambda cid=cid: env.row(cid)["state"] == "exited", what=f"{key} exited")
+        row = env.row(cid)
+        assert (row["exit_code"], row["pid"], row["restart_count"]) == (255, None, 0)
+
+
+def test_kill_with_sigkill_is_a_user_stop_and_other_signals_are_not(env: Env) -> None:
+    script = 'trap "echo hup" HUP; while true; do sleep 0.1; done'
+    cid = env.create("sh", "-c", script, restart="always")
+    pid = start(env, cid)
+    time.sleep(0.3)
+    client.request(env.root, "kill", id=cid, signal="SIGHUP")
+    wait_for(lambda: ("stdout", "hup\n") in env.log(cid), what="HUP handled")
+    assert env.row(cid)["pid"] == pid and not env.row(cid)["stopped_by_user"]
+    client.request(env.root, "kill", id=cid)
+    wait_for(lambda: env.row(cid)["state"] == "exited", what="killed")
+    time.sleep(0.5)
+    row = env.row(cid)
+    assert (row["state"], row["exit_code"], row["stopped_by_user"], row["restart_count"]) == (
+        "exited",
+        137,
+        True,
+        0,
+    )
+
+
+def test_restart_op_gives_a_new_process_and_start_resets_the_restart_count(env: Env) -> None:
+    cid = env.create("sleep", "60", restart="always", stop_grace_period=0.5)
+    pid = start(env, cid)
+    os.kill(pid, signal.SIGKILL)  # a crash: restarted by the policy, counted
+    wait_for(
+        lambda: env.row(cid)["restart_count"] == 1 and env.row(cid)["state"] == "running", what="restart"
+    )
+    client.request(env.root, "stop", id=cid, timeout=0.5)
+    assert env.row(cid)["stopped_by_user"] and env.row(cid)["restart_count"] == 1
+    start(env, cid)
+    row = env.row(cid)
+    assert (row["state"], row["stopped_by_user"], row["restart_count"]) == ("running", False, 0)
+    old = row["pid"]
+    new = int(client.request(env.root, "restart", id=cid, timeout=0.5)["pid"])
+    assert new != old and _alive(new) and not _alive(old)
+    row = env.row(cid)
+    assert (row["state"], row["pid"], row["restart_count"]) == ("running", new, 0)
+
+
+def test_pause_freezes_without_being_taken_for_dead_and_unpause_resumes(env: Env) -> None:
+    cid = env.create("sh", "-c", "i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done")
+    pid = start(env, cid)
+    wait_for(lambda: len(env.log(cid)) >= 2, what="output")
+    client.request(env.root, "pause", id=cid)
+    assert env.row(cid)["state"] == "paused"
+    time.sleep(0.3)
+    count = len(env.log(cid))
+    time.sleep(1.0)
+    assert len(env.log(cid)) == count  # frozen: nothing written
+    status = client.request(env.root, "status", id=cid)["containers"][0]
+    assert status["state"] == "paused" and status["watched"] and _alive(pid)
+    client.request(env.root, "unpause", id=cid)
+    assert env.row(cid)["state"] == "running"
+    wait_for(lambda: len(env.log(cid)) > count + 1, what="output after unpause")
+    client.request(env.root, "pause", id=cid)
+    reply = client.request(env.root, "stop", id=cid, timeout=2)  # a paused container stops too
+    assert reply["state"] == "exited" and env.row(cid)["state"] == "exited"
+    lines = [int(line) for _, line in env.log(cid)]
+    assert lines == list(range(1, len(lines) + 1))  # nothing lost or repeated across the freeze
+
+
+def test_socket_refuses_peers_that_are_neither_root_nor_the_owner(env: Env) -> None:
+    run = env.root.path / "run"
+    sock = run / "supervisor.sock"
+    modes = (run.stat().st_mode & 0o7777, sock.stat().st_mode & 0o7777)
+    code = (  # cwd is run/ (entered as root): the relative connect needs no search of its parents
+        "import os, socket\n"
+        "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
+        "s = socket.socket(socket.AF_UNIX); s.connect('supervisor.sock')\n"
+        "s.sendall(b'{\"op\": \"ping\"}\\n'); print(s.makefile().readline(), end='')\n"
+    )
+    try:
+        os.chmod(run, 0o711)
+        os.chmod(sock, 0o666)  # let the other user reach the socket: the daemon must still refuse
+        out = subprocess.run([sys.executable, "-c", code], cwd=run, capture_output=True, timeout=10)
+    finally:
+        os.chmod(run, modes[0])
+        os.chmod(sock, modes[1])
+    assert out.returncode == 0, out.stderr
+    reply = json.loads(out.stdout)
+    assert not reply["ok"] and "permission" in reply["error"]
+    assert client.request(env.root, "ping")["ok"]  # root still gets in
