@@ -26,11 +26,13 @@ stdin/stdout/stderr, controlling terminal and /dev/console, and sends the master
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import json
 import os
 import signal
 import socket
+import termios  # imported here: after pivot_root the child cannot import anything
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
@@ -329,9 +331,6 @@ def _setup_stdio(stdio: Stdio, tty: bool) -> None:
         os.dup2(fd, target)
         os.close(fd)
     if tty and os.isatty(0):
-        import fcntl
-        import termios
-
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
     for fd in os.listdir("/proc/self/fd"):
         if int(fd) > 2:

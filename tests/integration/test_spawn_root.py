@@ -463,3 +463,38 @@ def test_bind_volume_from_driver_opts_read_only(layer, state, tmp_path):
     assert out.splitlines()[0] == "dev"
     assert "refused" in out
     assert not (device / "g").exists()
+
+
+def test_start_with_tty_in_a_fresh_interpreter(layer, tmp_path):
+    """No import may happen in the child after pivot_root: a fresh Python (no termios loaded by pytest)."""
+    import subprocess
+    import sys
+
+    cid = "pyc-test-" + uuid.uuid4().hex[:12]
+    code = f"""
+import os
+from engine.containers import spawn
+from engine.containers.spec import ContainerSpec, Process
+from engine.state.root import StateRoot
+root = StateRoot.open({str(tmp_path / "root")!r})
+spec = ContainerSpec(id={cid!r}, name={cid!r}, image_id="x", layer_dirs=({layer!r},),
+                     process=Process(args=("tty",), tty=True))
+try:
+    pid, master = spawn.start_with_tty(spec, root)
+    try:
+        print(os.read(master, 100).decode().strip(), spawn.wait(pid))
+    finally:
+        os.close(master)
+finally:
+    spawn.cleanup(root, {cid!r})
+    root.close()
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parents[2],
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["/dev/pts/0", "0"]
