@@ -37,9 +37,7 @@ PLANNED_COMMANDS = (
     "run",
     "scale",
     "start",
-    "stats",
     "stop",
-    "top",
     "unpause",
     "up",
     "wait",
@@ -58,7 +56,15 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def build_parser() -> ArgumentParser:
-    from compose.cli.commands import config, container, image, project_images, version, volume
+    from compose.cli.commands import (
+        config,
+        container,
+        image,
+        project_containers,
+        project_images,
+        version,
+        volume,
+    )
 
     parser = ArgumentParser(
         prog="pycompose",
@@ -123,6 +129,7 @@ def build_parser() -> ArgumentParser:
     container.add_parser(subparsers)
     image.add_parser(subparsers)
     project_images.add_parser(subparsers)
+    project_containers.add_parser(subparsers)
     version.add_parser(subparsers)
     volume.add_parser(subparsers)
     for name in PLANNED_COMMANDS:

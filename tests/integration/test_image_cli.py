@@ -1,8 +1,6 @@
 """`pycompose image ...`, `pycompose images|pull|push` in a subprocess, against a real docker-registry.
 
-Each run gets its own state root (`--root` or PYCOMPOSE_ROOT under tmp_path). Until the integrator
-registers the image commands in compose/cli/parser.py, the subprocess adds them itself (SHIM), so these
-tests exercise the same modules either way.
+Each run gets its own state root (`--root` or PYCOMPOSE_ROOT under tmp_path).
 """
 
 from __future__ import annotations
@@ -23,28 +21,7 @@ from compose.cli.commands.image import format_table, human_duration, human_size
 from compose.cli.commands.project_images import pull_decision
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SHIM = """
-import argparse, sys
-import compose.cli.parser as parser_module
-from compose.cli.commands import image, project_images
-
-build = parser_module.build_parser
-
-def build_with_images():
-    names = ("images", "pull", "push")
-    parser_module.PLANNED_COMMANDS = tuple(c for c in parser_module.PLANNED_COMMANDS if c not in names)
-    parser = build()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if "image" not in sub.choices:
-        image.add_parser(sub)
-    if "images" not in sub.choices:
-        project_images.add_parser(sub)
-    return parser
-
-parser_module.build_parser = build_with_images
-from compose.cli.main import main
-sys.exit(main(sys.argv[1:]))
-"""
+CLI = "import sys; from compose.cli.main import main; sys.exit(main(sys.argv[1:]))"
 
 
 def rootfs(marker: str) -> bytes:
@@ -74,7 +51,7 @@ class Cli:
         if not use_flag:
             env["PYCOMPOSE_ROOT"] = str(self.root)
         result = subprocess.run(
-            [sys.executable, "-c", SHIM, *argv],
+            [sys.executable, "-c", CLI, *argv],
             input=stdin,
             capture_output=True,
             cwd=self.cwd,

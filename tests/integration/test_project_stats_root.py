@@ -52,27 +52,7 @@ services:
     labels:
       pyc-test.role: db
 """
-# registers the commands the way the integrator will (until parser.py does it)
-SHIM = """
-import argparse, sys
-import compose.cli.parser as parser_module
-from compose.cli.commands import project_containers
-
-build = parser_module.build_parser
-
-def build_with_stats():
-    names = ("stats", "top")
-    parser_module.PLANNED_COMMANDS = tuple(c for c in parser_module.PLANNED_COMMANDS if c not in names)
-    parser = build()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if "stats" not in sub.choices:
-        project_containers.add_parser(sub)
-    return parser
-
-parser_module.build_parser = build_with_stats
-from compose.cli.main import main
-sys.exit(main(sys.argv[1:]))
-"""
+CLI = "import sys; from compose.cli.main import main; sys.exit(main(sys.argv[1:]))"
 
 
 @dataclass
@@ -85,7 +65,7 @@ class Project:
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [sys.executable, "-c", SHIM, *self.argv(*args)],
+            [sys.executable, "-c", CLI, *self.argv(*args)],
             capture_output=True,
             text=True,
             cwd=self.directory,
@@ -248,7 +228,7 @@ def test_stats_json_services_and_all(project: Project) -> None:
 def test_stats_streams_plain_samples_until_interrupted(project: Project) -> None:
     _wait_running(project)
     process = subprocess.Popen(
-        [sys.executable, "-c", SHIM, *project.argv("stats", "--format", "json", "web")],
+        [sys.executable, "-c", CLI, *project.argv("stats", "--format", "json", "web")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
