@@ -4,7 +4,8 @@
 from the caller (new session, cwd /, stdin /dev/null, output to `run/supervisor.log`; the keeper forks once
 more so it is not our child) and waits for the socket. A keeper that finds `locks/keeper.lock` taken
 exits at once, so two racing CLIs start one keeper. `request(root, op, **args)` sends one JSON line and
-returns the reply, re-raising an error reply as the engine error class it names.
+returns the reply, re-raising an error reply as the engine error class it names; `kill`, `restart`,
+`pause`, `unpause` are its typed shorthands. The daemon answers root or the state root's owner only.
 """
 
 from __future__ import annotations
@@ -92,6 +93,25 @@ def request(root: StateRoot, op: str, **args: Any) -> dict[str, Any]:
     if not reply.get("ok"):
         raise _error_from(reply)
     return reply
+
+
+def kill(root: StateRoot, cid: str, sig: str | int = "SIGKILL") -> dict[str, Any]:
+    """docker kill via the daemon: SIGKILL or the stop signal is recorded as a user stop before it lands."""
+    return request(root, "kill", id=cid, signal=sig)
+
+
+def restart(root: StateRoot, cid: str, timeout: float | None = None) -> dict[str, Any]:
+    """Stop (stop signal, SIGKILL after `timeout` or the grace period) then a user start."""
+    return request(root, "restart", id=cid, **({} if timeout is None else {"timeout": timeout}))
+
+
+def pause(root: StateRoot, cid: str) -> dict[str, Any]:
+    """Freeze through the daemon, which then neither probes the container nor takes it for dead."""
+    return request(root, "pause", id=cid)
+
+
+def unpause(root: StateRoot, cid: str) -> dict[str, Any]:
+    return request(root, "unpause", id=cid)
 
 
 def shutdown(root: StateRoot, timeout: float = 15.0) -> None:

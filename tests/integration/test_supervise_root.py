@@ -336,7 +336,7 @@ def test_kill_with_sigkill_is_a_user_stop_and_other_signals_are_not(env: Env) ->
     cid = env.create("sh", "-c", script, restart="always")
     pid = start(env, cid)
     time.sleep(0.3)
-    client.request(env.root, "kill", id=cid, signal="SIGHUP")
+    client.kill(env.root, cid, "SIGHUP")
     wait_for(lambda: ("stdout", "hup\n") in env.log(cid), what="HUP handled")
     assert env.row(cid)["pid"] == pid and not env.row(cid)["stopped_by_user"]
     client.request(env.root, "kill", id=cid)
@@ -374,7 +374,7 @@ def test_pause_freezes_without_being_taken_for_dead_and_unpause_resumes(env: Env
     cid = env.create("sh", "-c", "i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done")
     pid = start(env, cid)
     wait_for(lambda: len(env.log(cid)) >= 2, what="output")
-    client.request(env.root, "pause", id=cid)
+    client.pause(env.root, cid)
     assert env.row(cid)["state"] == "paused"
     time.sleep(0.3)
     count = len(env.log(cid))
@@ -382,10 +382,10 @@ def test_pause_freezes_without_being_taken_for_dead_and_unpause_resumes(env: Env
     assert len(env.log(cid)) == count  # frozen: nothing written
     status = client.request(env.root, "status", id=cid)["containers"][0]
     assert status["state"] == "paused" and status["watched"] and _alive(pid)
-    client.request(env.root, "unpause", id=cid)
+    client.unpause(env.root, cid)
     assert env.row(cid)["state"] == "running"
     wait_for(lambda: len(env.log(cid)) > count + 1, what="output after unpause")
-    client.request(env.root, "pause", id=cid)
+    client.pause(env.root, cid)
     reply = client.request(env.root, "stop", id=cid, timeout=2)  # a paused container stops too
     assert reply["state"] == "exited" and env.row(cid)["state"] == "exited"
     lines = [int(line) for _, line in env.log(cid)]
