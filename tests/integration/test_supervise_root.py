@@ -257,7 +257,7 @@ def test_failing_healthcheck_turns_unhealthy_after_retries(env: Env) -> None:
 
 def kill_supervision(env: Env) -> None:
     """SIGKILL keeper and daemon of this root (keeper first, so it cannot restart the daemon)."""
-    procs = sorted(_our_processes(env.root.path), key=lambda pid: b"keeper" not in _cmdline(pid))
+    procs = sorted(_our_processes(env.root.path), key=lambda pid: not _is_keeper(pid))
     assert procs, "no keeper/daemon found"
     for pid in procs:
         with contextlib.suppress(ProcessLookupError):
@@ -266,11 +266,12 @@ def kill_supervision(env: Env) -> None:
     assert not client.ping(env.root)
 
 
-def _cmdline(pid: int) -> bytes:
+def _is_keeper(pid: int) -> bool:
+    """The keeper, not the daemon (whose argv has --keeper-fd)."""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"engine.supervise.keeper" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return b""
+        return False
 
 
 def test_keeper_and_daemon_sigkilled_the_container_is_readopted_with_its_logs(env: Env) -> None:
@@ -413,3 +414,16 @@ def test_socket_refuses_peers_that_are_neither_root_nor_the_owner(env: Env) -> N
     reply = json.loads(out.stdout)
     assert not reply["ok"] and "permission" in reply["error"]
     assert client.request(env.root, "ping")["ok"]  # root still gets in
+
+
+def test_keeper_sigkilled_alone_the_daemon_still_records_the_exit(env: Env) -> None:
+    cid = env.create("sh", "-c", "sleep 1; echo late; exit 9")
+    pid = start(env, cid)
+    keepers = [p for p in _our_processes(env.root.path) if _is_keeper(p)]
+    assert len(keepers) == 1
+    os.kill(keepers[0], signal.SIGKILL)
+    wait_for(lambda: not _alive(keepers[0]), what="keeper gone")
+    assert _alive(pid) and client.ping(env.root)
+    wait_for(lambda: env.row(cid)["state"] == "exited", what="exit seen through the pidfd")
+    assert env.row(cid)["exit_code"] == 255  # reaped by init: the status is lost
+    assert env.log(cid) == [("stdout", "late\n")]
