@@ -348,9 +348,14 @@ def _environment(env: Sequence[tuple[str, str]], home: str, tty: bool) -> dict[s
 
 
 def _reset_signals() -> None:
-    """Undo what Python set up for itself: SIGPIPE/SIGXFSZ ignored and any blocked signals survive exec."""
-    for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT):
-        signal.signal(signum, signal.SIG_DFL)
+    """Every signal back to its default and none blocked: an ignored signal (Python's SIGPIPE/SIGXFSZ, a
+    parent's SIGHUP) would otherwise stay ignored across exec, and `trap ... HUP` in the container would
+    silently do nothing."""
+    for signum in signal.valid_signals():
+        if signum in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(signum, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 

@@ -520,3 +520,22 @@ def test_create_takes_env_user_workdir_and_stop_signal_from_the_image(mgr: Conta
     )
     code, out = _run_to_end(mgr, record)
     assert code == 0 and out == "image spec app /srv\n"
+
+
+def test_pause_and_kill_go_through_the_supervisor(supervised: ContainerManager) -> None:
+    m = supervised
+    record = m.create(dataclasses.replace(_spec(m, "sleep", "1000"), restart="always"))
+    cid = record["id"]
+    m.start(cid)
+    m.pause(cid)
+    assert m.get(cid)["state"] == "paused"
+    time.sleep(0.3)
+    assert m.get(cid)["state"] == "paused"  # the supervisor does not take the frozen container for dead
+    m.unpause(cid)
+    assert m.get(cid)["state"] == "running"
+    m.kill(cid, "SIGKILL")  # a user stop: `always` must not bring it back
+    assert _wait_for(lambda: m.get(cid)["state"] == "exited")
+    time.sleep(0.5)
+    final = m.get(cid)
+    assert (final["state"], final["exit_code"], final["restart_count"]) == ("exited", 137, 0)
+    m.remove(cid)
