@@ -6,6 +6,8 @@ A low-level group like `docker container`, for tests and users: it works on sing
 
 from __future__ import annotations
 
+from compose.cli.commands.image import open_engine
+
 TYPE_CHECKING = False  # `import typing` costs start-up time; type checkers treat this alike
 
 if TYPE_CHECKING:
@@ -24,24 +26,6 @@ def add_parser(subparsers) -> None:
 
 def run(args, context) -> int:
     return args.container_handler(args, context)
-
-
-class _opened:
-    """The engine on the chosen state root, closed when the block ends."""
-
-    def __init__(self, args) -> None:
-        self.args = args
-        self.engine: Engine | None = None
-
-    def __enter__(self) -> Engine:
-        from engine.api import Engine
-
-        self.engine = Engine.open(getattr(self.args, "root", None))
-        return self.engine
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.engine is not None:
-            self.engine.close()
 
 
 def _command(commands, name: str, handler, help: str, aliases=()):
@@ -72,7 +56,7 @@ def _each(args, context, action) -> int:
     from engine.errors import EngineError
 
     status = 0
-    with _opened(args) as engine:
+    with open_engine(args) as engine:
         for ref in args.containers:
             try:
                 action(engine, ref)
@@ -115,7 +99,7 @@ def _add_create(commands) -> None:
 
 
 def _create(args, context) -> int:
-    with _opened(args) as engine:
+    with open_engine(args) as engine:
         spec = build_spec(engine, args)
         record = engine.create_container(spec)
     context.stdout.write(record["id"] + "\n")
@@ -269,7 +253,7 @@ def _ls(args, context) -> int:
             raise _usage(f"unsupported filter {entry!r}: use label=key[=value]")
         key, eq, wanted = value.partition("=")
         labels[key] = wanted if eq else None
-    with _opened(args) as engine:
+    with open_engine(args) as engine:
         found = engine.list_containers(all=args.all, labels=labels or None)
         specs = {r["id"]: engine.containers.spec_of(r) for r in found}
     if args.quiet:
@@ -357,7 +341,7 @@ def _inspect(args, context) -> int:
     from engine.errors import EngineError
 
     documents, status = [], 0
-    with _opened(args) as engine:
+    with open_engine(args) as engine:
         for ref in args.containers:
             try:
                 documents.append(engine.inspect_container(ref))
@@ -383,7 +367,7 @@ def _add_logs(commands) -> None:
 
 def _logs(args, context) -> int:
     tail = None if args.tail == "all" else int(args.tail)
-    with _opened(args) as engine:
+    with open_engine(args) as engine:
         entries = engine.container_logs(
             args.container,
             follow=args.follow,
@@ -429,7 +413,7 @@ def _exec(args, context) -> int:
     for stream in (context.stdout, context.stderr):
         stream.flush()
     stdio = (sys.stdin.fileno(), _fileno(context.stdout, 1), _fileno(context.stderr, 2))
-    with _opened(args) as engine:
+    with open_engine(args) as engine:
         return engine.exec_container(
             args.container,
             args.command,
@@ -460,7 +444,7 @@ def _stats(args, context) -> int:
 
     from compose.cli.commands.image import format_table
 
-    with _opened(args) as engine:
+    with open_engine(args) as engine:
         refs = args.containers or [r["id"] for r in engine.list_containers()]
         rows = [engine.container_stats(ref) for ref in refs]
     if args.format == "json":
@@ -508,7 +492,7 @@ def _add_top(commands) -> None:
 def _top(args, context) -> int:
     from compose.cli.commands.image import format_table
 
-    with _opened(args) as engine:
+    with open_engine(args) as engine:
         table = engine.container_top(args.container)
     context.stdout.write(format_table([table["Titles"], *table["Processes"]]))
     return 0

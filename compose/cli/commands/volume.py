@@ -29,21 +29,18 @@ def run(args, context) -> int:
 
 
 class _opened:
-    """The volume store of the chosen state root (through the engine API), closed when the block ends."""
+    """The volume store of the engine on `--root`, closed when the block ends."""
 
     def __init__(self, args) -> None:
-        self.args = args
-        self.engine = None
+        from compose.cli.commands.image import open_engine
+
+        self.engine = open_engine(args)
 
     def __enter__(self) -> VolumeStore:
-        from engine.api import Engine
-
-        self.engine = Engine.open(getattr(self.args, "root", None))
         return self.engine.volumes
 
     def __exit__(self, *exc_info: object) -> None:
-        if self.engine is not None:
-            self.engine.close()
+        self.engine.close()
 
 
 def _command(commands, name: str, handler, help: str, aliases=()):
