@@ -27,6 +27,36 @@ if TYPE_CHECKING:
     from engine.state.root import StateRoot
     from engine.volumes import VolumeStore
 
+# The value types and helpers the Compose half may use, re-exported here so that `compose/` imports from
+# this one door only; resolved lazily (PEP 562) so `import engine.api` stays cheap for the CLI.
+_EXPORTS = {
+    "ContainerSpec": "engine.containers.spec",
+    "Mount": "engine.containers.spec",
+    "Process": "engine.containers.spec",
+    "Resources": "engine.containers.spec",
+    "Security": "engine.containers.spec",
+    "resolve_args": "engine.containers.cmdline",
+    "Image": "engine.images.types",
+    "Platform": "engine.images.types",
+    "parse_reference": "engine.images.reference",
+    "looks_like_image_id": "engine.images.reference",
+    "make_progress": "engine.images.progress",
+    "PlainProgress": "engine.images.progress",
+    "Volume": "engine.volumes",
+    "VolumeStore": "engine.volumes",
+    "labels_match": "engine.volumes",
+}
+
+
+def __getattr__(name: str):  # type: ignore[no-untyped-def]
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine.api' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
 ARCHIVE_FORMATS = ("docker", "oci")
 _ADDED_BY_TAG = (
     "SELECT images.added AS pulled FROM tags JOIN images ON images.id = tags.image_id WHERE tags.name = ?"

@@ -108,13 +108,12 @@ def _create(args, context) -> int:
 
 def build_spec(engine: Engine, args):
     """A ContainerSpec from the create flags and the image's config (Docker's cmd/env/workdir merge)."""
-    from engine.containers import cmdline
-    from engine.containers.spec import ContainerSpec, Process, Resources
+    from engine.api import ContainerSpec, Process, Resources, resolve_args
 
     image = engine.store.resolve(args.image)
     config = image.config.get("config") or {}
     entrypoint = None if args.entrypoint is None else ([args.entrypoint] if args.entrypoint else [""])
-    argv = cmdline.resolve_args(
+    argv = resolve_args(
         config.get("Entrypoint"), config.get("Cmd"), entrypoint, args.command or None, subject=args.image
     )
     env = dict(e.partition("=")[::2] for e in config.get("Env") or ())
@@ -163,7 +162,7 @@ def _bytes(text: str | None) -> int | None:
 
 def _mount(text: str):
     """docker -v: `/path` (anonymous volume), `name:/path`, `/host:/path`, each with an optional `:ro`."""
-    from engine.containers.spec import Mount
+    from engine.api import Mount
 
     parts = text.split(":")
     read_only = len(parts) > 1 and parts[-1] in ("ro", "rw") and parts.pop() == "ro"
@@ -176,7 +175,7 @@ def _mount(text: str):
 
 
 def _tmpfs(text: str):
-    from engine.containers.spec import Mount
+    from engine.api import Mount
 
     target, _, options = text.partition(":")
     return Mount(type="tmpfs", target=target, options=tuple(o for o in options.split(",") if o))

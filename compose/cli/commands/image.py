@@ -14,8 +14,7 @@ TYPE_CHECKING = False  # `import typing` costs start-up time; type checkers trea
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from engine.api import Engine
-    from engine.images.types import Image
+    from engine.api import Engine, Image
 
 NONE = "<none>"
 
@@ -135,7 +134,7 @@ def format_table(rows: Sequence[Sequence[str]]) -> str:
 
 def split_tag(name: str) -> tuple[str, str]:
     """(REPOSITORY, TAG) columns of a stored tag, in docker's familiar form."""
-    from engine.images.reference import parse_reference
+    from engine.api import parse_reference
 
     ref = parse_reference(name, default_tag=None)
     return ref.familiar_name, ref.tag or NONE
@@ -217,7 +216,7 @@ def _ls(args, context) -> int:
 
 def _matching(rows: list[dict[str, str]], wanted: str) -> list[dict[str, str]]:
     """`image ls nginx` / `image ls nginx:1`: docker's positional repository filter."""
-    from engine.images.reference import parse_reference
+    from engine.api import parse_reference
 
     ref = parse_reference(wanted, default_tag=None)
     return [
@@ -261,7 +260,7 @@ def inspect_document(image: Image) -> dict:
 
 
 def _familiar(name: str) -> str:
-    from engine.images.reference import parse_reference
+    from engine.api import parse_reference
 
     return parse_reference(name, default_tag=None).familiar
 
@@ -432,7 +431,7 @@ def _add_load(commands) -> None:
 
 
 def _load(args, context) -> int:
-    from engine.images.reference import looks_like_image_id
+    from engine.api import looks_like_image_id
 
     with open_engine(args) as engine, _input(args.input, context) as stream:
         loaded = engine.load_images(stream)
@@ -497,14 +496,14 @@ def _add_pull(commands) -> None:
 
 def make_progress(args, context, quiet: bool):
     """The progress reporter matching `--quiet` and the global `--progress` flag."""
-    from engine.images import progress
+    from engine import api
 
     mode = getattr(args, "progress", "auto")
     if quiet or mode == "quiet":
-        return progress.make_progress(quiet=True)
+        return api.make_progress(quiet=True)
     if mode == "plain":
-        return progress.PlainProgress(context.stdout)
-    return progress.make_progress(stream=context.stdout)
+        return api.PlainProgress(context.stdout)
+    return api.make_progress(stream=context.stdout)
 
 
 def pull_one(engine: Engine, reference: str, *, platform: str | None, reporter) -> Image:
@@ -516,7 +515,7 @@ def pull_one(engine: Engine, reference: str, *, platform: str | None, reporter) 
 
 
 def _pull(args, context) -> int:
-    from engine.images.reference import parse_reference
+    from engine.api import parse_reference
 
     ref = parse_reference(args.reference)
     if not args.quiet and ":" not in args.reference.rpartition("/")[2] and "@" not in args.reference:
@@ -543,7 +542,7 @@ def push_one(engine: Engine, reference: str, *, reporter) -> str:
 
 
 def _push(args, context) -> int:
-    from engine.images.reference import parse_reference
+    from engine.api import parse_reference
 
     reporter = make_progress(args, context, args.quiet)
     with open_engine(args) as engine:

@@ -161,7 +161,7 @@ def _images(args, context) -> int:
 
 
 def _with_tag(reference: str) -> str:
-    from engine.images.reference import parse_reference
+    from engine.api import parse_reference
 
     return parse_reference(reference).canonical
 

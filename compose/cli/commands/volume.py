@@ -11,7 +11,7 @@ TYPE_CHECKING = False  # `import typing` costs start-up time; type checkers trea
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from engine.volumes import Volume, VolumeStore
+    from engine.api import Volume, VolumeStore
 
 
 def add_parser(subparsers) -> None:
@@ -129,7 +129,7 @@ def _passes(store: VolumeStore, volume: Volume, entries: list[str]) -> bool:
 
 
 def _holds(store: VolumeStore, volume: Volume, key: str, value: str) -> bool:
-    from engine.volumes import labels_match
+    from engine.api import labels_match
 
     if key == "dangling":
         if value.lower() not in ("true", "false", "1", "0"):
