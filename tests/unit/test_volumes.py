@@ -343,7 +343,7 @@ def _cli(tmp_path, *argv):
     volume.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["--root", str(tmp_path / "cli-root"), "volume", *argv])
     out, err = io.StringIO(), io.StringIO()
-    code = volume.run(args, CliContext(out, err))
+    code = args.handler(args, CliContext(out, err))
     return code, out.getvalue(), err.getvalue()
 
 

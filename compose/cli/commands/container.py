@@ -6,6 +6,7 @@ A low-level group like `docker container`, for tests and users: it works on sing
 
 from __future__ import annotations
 
+from compose.cli.commands import subcommand as _command
 from compose.cli.commands.image import open_engine
 
 TYPE_CHECKING = False  # `import typing` costs start-up time; type checkers treat this alike
@@ -22,16 +23,6 @@ def add_parser(subparsers) -> None:
     _add_exec(commands)
     _add_stats(commands)
     _add_top(commands)
-
-
-def run(args, context) -> int:
-    return args.container_handler(args, context)
-
-
-def _command(commands, name: str, handler, help: str, aliases=()):
-    parser = commands.add_parser(name, help=help, aliases=list(aliases))
-    parser.set_defaults(handler=run, container_handler=handler)
-    return parser
 
 
 def _usage(message: str) -> Exception:

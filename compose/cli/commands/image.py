@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sys
 
+from compose.cli.commands import subcommand as _command
+
 TYPE_CHECKING = False  # `import typing` costs start-up time; type checkers treat this alike
 
 if TYPE_CHECKING:
@@ -34,21 +36,11 @@ def add_parser(subparsers) -> None:
     _add_push(commands)
 
 
-def run(args, context) -> int:
-    return args.image_handler(args, context)
-
-
 def open_engine(args) -> Engine:
     """The engine on `--root` (else $PYCOMPOSE_ROOT, else the default state root)."""
     from engine.api import Engine
 
     return Engine.open(getattr(args, "root", None))
-
-
-def _command(commands, name: str, handler, help: str, aliases: Sequence[str] = ()):
-    parser = commands.add_parser(name, help=help, aliases=list(aliases))
-    parser.set_defaults(handler=run, image_handler=handler)
-    return parser
 
 
 # -- docker's units and table layout ----------------------------------------------------------------------

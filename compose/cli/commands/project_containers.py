@@ -28,15 +28,11 @@ def add_parser(subparsers) -> None:
     stats.add_argument("--no-stream", action="store_true", help="print one sample and exit")
     stats.add_argument("--no-trunc", action="store_true", help="do not truncate the container id")
     stats.add_argument("--format", choices=("table", "json"), default="table", help="output format")
-    stats.set_defaults(handler=run, project_handler=_stats)
+    stats.set_defaults(handler=_stats)
 
     top = subparsers.add_parser("top", help="display the running processes of the project's containers")
     top.add_argument("services", nargs="*", metavar="SERVICE")
-    top.set_defaults(handler=run, project_handler=_top)
-
-
-def run(args, context) -> int:
-    return args.project_handler(args, context)
+    top.set_defaults(handler=_top)
 
 
 # -- which containers -----------------------------------------------------------------------------------

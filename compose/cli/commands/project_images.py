@@ -25,7 +25,7 @@ def add_parser(subparsers) -> None:
     images.add_argument("services", nargs="*", metavar="SERVICE")
     images.add_argument("-q", "--quiet", action="store_true", help="only display ids")
     images.add_argument("--format", choices=("table", "json"), default="table", help="output format")
-    images.set_defaults(handler=run, project_handler=_images)
+    images.set_defaults(handler=_images)
 
     pull = subparsers.add_parser("pull", help="pull the images of the project's services")
     pull.add_argument("services", nargs="*", metavar="SERVICE")
@@ -36,7 +36,7 @@ def add_parser(subparsers) -> None:
     )
     pull.add_argument("--policy", choices=("missing", "always"), help="override every service's pull_policy")
     pull.add_argument("-q", "--quiet", action="store_true", help="pull without printing progress")
-    pull.set_defaults(handler=run, project_handler=_pull)
+    pull.set_defaults(handler=_pull)
 
     push = subparsers.add_parser("push", help="push the images of the project's services")
     push.add_argument("services", nargs="*", metavar="SERVICE")
@@ -45,11 +45,7 @@ def add_parser(subparsers) -> None:
         "--include-deps", action="store_true", help="also push services declared as dependencies"
     )
     push.add_argument("-q", "--quiet", action="store_true", help="push without printing progress")
-    push.set_defaults(handler=run, project_handler=_push)
-
-
-def run(args, context) -> int:
-    return args.project_handler(args, context)
+    push.set_defaults(handler=_push)
 
 
 # -- which services, which image ------------------------------------------------------------------------

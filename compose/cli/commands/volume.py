@@ -6,6 +6,8 @@ default); engine errors propagate to the CLI's single handler, which prints them
 
 from __future__ import annotations
 
+from compose.cli.commands import subcommand as _command
+
 TYPE_CHECKING = False  # `import typing` costs start-up time; type checkers treat this alike
 
 if TYPE_CHECKING:
@@ -24,10 +26,6 @@ def add_parser(subparsers) -> None:
     _add_create(commands)
 
 
-def run(args, context) -> int:
-    return args.volume_handler(args, context)
-
-
 class _opened:
     """The volume store of the engine on `--root`, closed when the block ends."""
 
@@ -41,12 +39,6 @@ class _opened:
 
     def __exit__(self, *exc_info: object) -> None:
         self.engine.close()
-
-
-def _command(commands, name: str, handler, help: str, aliases=()):
-    parser = commands.add_parser(name, help=help, aliases=list(aliases))
-    parser.set_defaults(handler=run, volume_handler=handler)
-    return parser
 
 
 def _usage(message: str) -> Exception:
