@@ -30,6 +30,7 @@ from engine.errors import (
     ContainerConflict,
     ContainerNotFound,
     ContainerStartError,
+    EngineError,
     ImageInUse,
     InvalidCommand,
     VolumeNotFound,
@@ -270,7 +271,11 @@ def _cli(root: Path, *argv: str) -> tuple[int, str, str]:
     container_cli.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["--root", str(root), "container", *argv])
     out, err = io.StringIO(), io.StringIO()
-    code = args.handler(args, CliContext(out, err))
+    try:
+        code = args.handler(args, CliContext(out, err))
+    except EngineError as exc:  # what compose.cli.main does with it
+        err.write(f"{exc}\n")
+        code = exc.exit_code
     return code, out.getvalue(), err.getvalue()
 
 

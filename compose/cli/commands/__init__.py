@@ -12,3 +12,22 @@ def subcommand(commands, name: str, handler, help: str, aliases=()):  # type: ig
     parser = commands.add_parser(name, help=help, aliases=list(aliases))
     parser.set_defaults(handler=handler)
     return parser
+
+
+def inspect_each(context, names, inspect, not_found: type[Exception]) -> int:  # type: ignore[no-untyped-def]
+    """docker's `inspect A B ...`: a JSON list of what exists; every missing name is an error, the last
+    one raised (exit 1) after the others are printed, so one missing name gives one line."""
+    import json
+
+    documents, missing = [], []
+    for name in names:
+        try:
+            documents.append(inspect(name))
+        except not_found as exc:
+            missing.append(exc)
+    context.stdout.write(json.dumps(documents, indent=4) + "\n")
+    for exc in missing[:-1]:
+        context.stderr.write(f"Error: {exc}\n")
+    if missing:
+        raise missing[-1]
+    return 0

@@ -6,6 +6,7 @@ A low-level group like `docker container`, for tests and users: it works on sing
 
 from __future__ import annotations
 
+from compose.cli.commands import inspect_each
 from compose.cli.commands import subcommand as _command
 from compose.cli.commands.image import open_engine
 
@@ -326,20 +327,10 @@ def _add_inspect(commands) -> None:
 
 
 def _inspect(args, context) -> int:
-    import json
+    from engine.errors import ContainerNotFound
 
-    from engine.errors import EngineError
-
-    documents, status = [], 0
     with open_engine(args) as engine:
-        for ref in args.containers:
-            try:
-                documents.append(engine.inspect_container(ref))
-            except EngineError as exc:
-                context.stderr.write(f"Error: {exc}\n")
-                status = 1
-    context.stdout.write(json.dumps(documents, indent=4) + "\n")
-    return status
+        return inspect_each(context, args.containers, engine.inspect_container, ContainerNotFound)
 
 
 # -- logs -------------------------------------------------------------------------------------------------

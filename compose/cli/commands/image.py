@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 
+from compose.cli.commands import inspect_each
 from compose.cli.commands import subcommand as _command
 
 TYPE_CHECKING = False  # `import typing` costs start-up time; type checkers treat this alike
@@ -258,29 +259,16 @@ def _familiar(name: str) -> str:
 
 
 def _inspect(args, context) -> int:
-    import json
-
     from engine.errors import ImageNotFound
 
     if args.format != "json":
         from compose.errors import UsageError
 
         raise UsageError("image inspect: only --format json is supported")
-    documents, missing = [], []
     with open_engine(args) as engine:
-        for name in args.images:
-            try:
-                documents.append(inspect_document(engine.inspect_image(name)))
-            except ImageNotFound as exc:
-                missing.append(exc)
-    context.stdout.write(json.dumps(documents, indent=4) + "\n")
-    if missing:
-        raise (
-            missing[0]
-            if len(missing) == 1
-            else ImageNotFound("no such images: " + ", ".join(str(e.subject) for e in missing))
+        return inspect_each(
+            context, args.images, lambda name: inspect_document(engine.inspect_image(name)), ImageNotFound
         )
-    return 0
 
 
 # -- rm / prune / tag ------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ default); engine errors propagate to the CLI's single handler, which prints them
 
 from __future__ import annotations
 
+from compose.cli.commands import inspect_each
 from compose.cli.commands import subcommand as _command
 
 TYPE_CHECKING = False  # `import typing` costs start-up time; type checkers treat this alike
@@ -145,25 +146,12 @@ def _add_inspect(commands) -> None:
 
 
 def _inspect(args, context) -> int:
-    import json
-
     from engine.errors import VolumeNotFound
 
     if args.format != "json":
         raise _usage("volume inspect: only --format json is supported")
-    documents, missing = [], []
     with _opened(args) as store:
-        for name in args.volumes:
-            try:
-                documents.append(store.inspect(name))
-            except VolumeNotFound as exc:
-                missing.append(exc)
-    context.stdout.write(json.dumps(documents, indent=4) + "\n")
-    if missing:
-        for exc in missing[:-1]:
-            context.stderr.write(f"Error: {exc}\n")
-        raise missing[-1]
-    return 0
+        return inspect_each(context, args.volumes, store.inspect, VolumeNotFound)
 
 
 # -- rm / prune -------------------------------------------------------------------------------------------
