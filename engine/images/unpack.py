@@ -668,8 +668,21 @@ class _Extractor:
 
     def parent_ready(self, rel: bytes, member: bytes) -> None:
         """Make sure every parent of `rel` is a real directory inside the root (never a symlink)."""
-        parent = rel.rpartition(b"/")[0]
-        if parent in self.dirs:
+        self._real_parents(
+            rel,
+            member,
+            missing=None,
+            through_link="writes through the symlink {}",
+            not_dir="parent {} is not a directory",
+        )
+
+    def _real_parents(
+        self, path: bytes, member: bytes, *, missing: str | None, through_link: str, not_dir: str
+    ) -> None:
+        """Walk the parents of `path`: each must be a real directory inside the root, never a symlink
+        (that would write outside the layer). A missing one is created, or is an error (`missing`)."""
+        parent = path.rpartition(b"/")[0]
+        if not parent or parent in self.dirs:
             return
         current = b""
         for part in parent.split(b"/"):
@@ -679,15 +692,16 @@ class _Extractor:
             try:
                 st = os.lstat(current, dir_fd=self.root)
             except FileNotFoundError:
+                if missing is not None:
+                    raise ArchiveError(missing, subject=_show(member)) from None
                 os.mkdir(current, 0o755, dir_fd=self.root)
                 self.dirs.add(current)
                 continue
-            if stat.S_ISDIR(st.st_mode):
-                self.dirs.add(current)
-            elif stat.S_ISLNK(st.st_mode):
-                raise UnsafeLayerError(f"writes through the symlink {_show(current)}", subject=_show(member))
-            else:
-                raise ArchiveError(f"parent {_show(current)} is not a directory", subject=_show(member))
+            if stat.S_ISLNK(st.st_mode):
+                raise UnsafeLayerError(through_link.format(_show(current)), subject=_show(member))
+            if not stat.S_ISDIR(st.st_mode):
+                raise ArchiveError(not_dir.format(_show(current)), subject=_show(member))
+            self.dirs.add(current)
 
     def remove(self, rel: bytes) -> None:
         """Remove an earlier entry that a later member replaces (a directory with its contents)."""
@@ -803,25 +817,14 @@ class _Extractor:
 
     def check_link_target(self, target: bytes, member: bytes) -> None:
         """A hard link target's parents must be real directories of this layer (not symlinks)."""
-        parent = target.rpartition(b"/")[0]
-        current = b""
-        for part in parent.split(b"/") if parent else ():
-            current = current + b"/" + part if current else part
-            if current in self.dirs:
-                continue
-            try:
-                st = os.lstat(current, dir_fd=self.root)
-            except FileNotFoundError:
-                raise ArchiveError(
-                    f"hard link target {_show(target)} is missing", subject=_show(member)
-                ) from None
-            if stat.S_ISLNK(st.st_mode):
-                raise UnsafeLayerError(
-                    f"hard link target goes through the symlink {_show(current)}", subject=_show(member)
-                )
-            if not stat.S_ISDIR(st.st_mode):
-                raise ArchiveError(f"hard link target {_show(target)} is missing", subject=_show(member))
-            self.dirs.add(current)
+        gone = f"hard link target {_show(target)} is missing"
+        self._real_parents(
+            target,
+            member,
+            missing=gone,
+            through_link="hard link target goes through the symlink {}",
+            not_dir=gone.replace("{", "{{").replace("}", "}}"),
+        )
 
     def node(self, m: _Member, rel: bytes) -> None:
         kind = {_CHR: stat.S_IFCHR, _BLK: stat.S_IFBLK, _FIFO: stat.S_IFIFO}[m.type]
