@@ -129,3 +129,31 @@ class ContainerConflict(EngineError):
 
 class SupervisorError(EngineError):
     """The supervisor could not be started or reached, or broke the control protocol."""
+
+
+class NetworkError(EngineError):
+    """A network could not be created, joined or removed (netlink, namespaces, a bad spec)."""
+
+
+class NetworkNotFound(NetworkError):
+    """No network has that name or id."""
+
+
+class NetworkExists(NetworkError):
+    """A network with that name exists already."""
+
+
+class NetworkInUse(NetworkError):
+    """Containers are still attached to the network."""
+
+
+class AddressUnavailable(NetworkError):
+    """The subnet overlaps another, is exhausted, or a static address is outside it or taken."""
+
+
+class PortInUse(NetworkError):
+    """A host port to publish is already taken (by another program or another container)."""
+
+
+class FirewallError(NetworkError):
+    """iptables refused our rules (the message carries its output)."""

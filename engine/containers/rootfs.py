@@ -33,7 +33,7 @@ from pathlib import Path
 
 from engine.containers import security
 from engine.containers import syscalls as sc
-from engine.containers.spec import ContainerSpec, Mount
+from engine.containers.spec import ContainerSpec, Mount, NetworkSetup
 from engine.errors import ContainerStartError
 from engine.state.root import StateRoot, remove_tree
 
@@ -126,8 +126,11 @@ def container_paths(root: StateRoot, container_id: str) -> ContainerPaths:
 # -- host side -------------------------------------------------------------------------------------
 
 
-def prepare(spec: ContainerSpec, root: StateRoot) -> ContainerPaths:
-    """Create upper/work/merged and write hostname, hosts and resolv.conf (idempotent: a restart reuses)."""
+def prepare(spec: ContainerSpec, root: StateRoot, network: NetworkSetup | None = None) -> ContainerPaths:
+    """Create upper/work/merged and write hostname, hosts and resolv.conf (idempotent: a restart reuses).
+
+    `network` adds the container's own addresses to /etc/hosts and points resolv.conf at our DNS.
+    """
     paths = container_paths(root, spec.id)
     paths.base.mkdir(parents=True, exist_ok=True, mode=0o710)
     paths.work.mkdir(exist_ok=True, mode=0o700)
@@ -136,8 +139,8 @@ def prepare(spec: ContainerSpec, root: StateRoot) -> ContainerPaths:
         os.chmod(directory, 0o755)
     hostname = container_hostname(spec)
     _write(paths.etc_file("hostname"), hostname + "\n")
-    _write(paths.etc_file("hosts"), hosts_text(spec, hostname))
-    _write(paths.etc_file("resolv.conf"), resolv_text(spec, _read_host("/etc/resolv.conf")))
+    _write(paths.etc_file("hosts"), hosts_text(spec, hostname, network))
+    _write(paths.etc_file("resolv.conf"), resolv_text(spec, _read_host("/etc/resolv.conf"), network))
     return paths
 
 
@@ -158,20 +161,32 @@ def container_hostname(spec: ContainerSpec) -> str:
     return spec.id[:12]
 
 
-def hosts_text(spec: ContainerSpec, hostname: str) -> str:
-    """/etc/hosts: the host's for host networking, else the loopback entries; then extra_hosts."""
+def hosts_text(spec: ContainerSpec, hostname: str, network: NetworkSetup | None = None) -> str:
+    """/etc/hosts: the host's for host networking, else the loopback entries; then extra_hosts; then
+    the container's own addresses with its names (Docker's order)."""
     text = _read_host("/etc/hosts") if spec.network_mode == "host" else HOSTS_BASE
     if text and not text.endswith("\n"):
         text += "\n"
-    return text + "".join(f"{address}\t{name}\n" for name, address in spec.extra_hosts)
+    text += "".join(f"{address}\t{name}\n" for name, address in spec.extra_hosts)
+    if network is not None:
+        text += "".join(f"{address}\t{names}\n" for address, names in network.hosts)
+    return text
 
 
-def resolv_text(spec: ContainerSpec, host_resolv: str) -> str:
-    """/etc/resolv.conf as Docker writes it: spec dns/search/options override the host's lines."""
+def resolv_text(spec: ContainerSpec, host_resolv: str, network: NetworkSetup | None = None) -> str:
+    """/etc/resolv.conf as Docker writes it: spec dns/search/options override the host's lines.
+
+    On our networks the nameserver is our responder (which forwards `dns:` servers and the host's), as
+    Docker's embedded 127.0.0.11 is; `dns:` is then served through it, not written here.
+    """
     servers, search, options = _parse_resolv(host_resolv)
     if spec.network_mode != "host":
         servers = [s for s in servers if not _is_loopback(s)] or list(DEFAULT_DNS)
-    servers = list(spec.dns) or servers
+    servers = (
+        list(network.nameservers)
+        if network is not None and network.nameservers
+        else (list(spec.dns) or servers)
+    )
     search = list(spec.dns_search) or search
     options = list(spec.dns_options) or options
     lines = [f"nameserver {s}" for s in servers]
@@ -233,7 +248,7 @@ def enter(
     _step("make / private", sc.mount, None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
     _step("mount overlay root", mount_overlay, spec.layer_dirs, paths)
     _step("mount /proc", _mount_proc, merged)
-    _step("mount /sys", _mount_sys, merged, spec.network_mode == "none")
+    _step("mount /sys", _mount_sys, merged, spec.network_mode != "host")
     _step("mount /dev", _mount_dev, merged, spec.shm_size, console)
     if spec.process.init:
         _step("mount /dev/init", _bind_init, merged)

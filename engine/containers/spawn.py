@@ -40,7 +40,7 @@ from typing import Protocol
 from engine import errors
 from engine.containers import rootfs, security, userdb
 from engine.containers import syscalls as sc
-from engine.containers.spec import ContainerSpec, Security
+from engine.containers.spec import ContainerSpec, NetworkSetup, Security
 from engine.errors import ContainerStartError, EngineError
 from engine.state.root import StateRoot
 
@@ -64,14 +64,16 @@ def start(
     stdio: Stdio = (0, 1, 2),
     volumes: Mapping[str, rootfs.VolumeSource] | None = None,
     cgroup: CgroupLike | None = None,
+    network: NetworkSetup | None = None,
 ) -> int:
     """Create and start the container's PID 1; returns its host pid (wait for it with `wait`).
 
     With `process.tty` the caller's stdin (if a terminal) becomes the controlling terminal and
-    /dev/console; `start_with_tty` instead gives the container a pty of its own.
+    /dev/console; `start_with_tty` instead gives the container a pty of its own. `network` (bridge and
+    `container:` modes) is the prepared network namespace the container joins instead of a new one.
     """
     console = _console_of(stdio) if spec.process.tty else None
-    return _start(spec, root, stdio, volumes, cgroup, console=console, pty_sock=None)
+    return _start(spec, root, stdio, volumes, cgroup, network, console=console, pty_sock=None)
 
 
 def start_with_tty(
@@ -80,6 +82,7 @@ def start_with_tty(
     *,
     volumes: Mapping[str, rootfs.VolumeSource] | None = None,
     cgroup: CgroupLike | None = None,
+    network: NetworkSetup | None = None,
 ) -> tuple[int, int]:
     """Start the container on a new pty; returns (host pid, master fd), the master is the caller's.
 
@@ -89,7 +92,7 @@ def start_with_tty(
     """
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        pid = _start(spec, root, (0, 1, 2), volumes, cgroup, console=None, pty_sock=theirs.fileno())
+        pid = _start(spec, root, (0, 1, 2), volumes, cgroup, network, console=None, pty_sock=theirs.fileno())
         theirs.close()
         _, fds, _, _ = socket.recv_fds(ours, 1, 1)
     finally:
@@ -106,19 +109,23 @@ def _start(
     stdio: Stdio,
     volumes: Mapping[str, rootfs.VolumeSource] | None,
     cgroup: CgroupLike | None,
+    network: NetworkSetup | None,
     *,
     console: str | None,
     pty_sock: int | None,
 ) -> int:
     """start() and start_with_tty(): the steps of the module docstring, in the forked child."""
     args = _init_args(spec)
-    paths = rootfs.prepare(spec, root)
+    paths = rootfs.prepare(spec, root, network)
     flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC
-    if spec.network_mode == "none":
-        flags |= sc.CLONE_NEWNET
+    if spec.network_mode != "host" and network is None:
+        flags |= sc.CLONE_NEWNET  # none, or bridge without networks: only a loopback
     plan = _plan(spec.security, spec.network_mode == "host")
+    netns = os.open(network.netns_path, os.O_RDONLY | os.O_CLOEXEC) if network is not None else -1
 
     def child() -> None:
+        if netns >= 0:
+            sc.setns(netns, sc.CLONE_NEWNET)
         sc.unshare(flags)
         rootfs.enter(spec, paths, volumes, console=console, sysctls=plan.sysctls)
         if spec.network_mode != "host" or spec.hostname:
@@ -134,6 +141,8 @@ def _start(
         return _launch(child, spec.name, cgroup, pid_ns_fd=None, new_pid_ns=True, own_pid_ns=pid_ns)
     finally:
         os.close(pid_ns)
+        if netns >= 0:
+            os.close(netns)
 
 
 def _init_args(spec: ContainerSpec) -> tuple[str, ...]:

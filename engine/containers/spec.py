@@ -31,6 +31,42 @@ class Mount:
 
 
 @dataclass(frozen=True, slots=True)
+class NetworkAttachment:
+    """One network the container joins (bridge mode), in priority order: the first gives the default route."""
+
+    network: str  # the engine network's name or id (compose: "<project>_default")
+    aliases: tuple[str, ...] = ()  # DNS names in this network (compose puts the service name first)
+    ipv4_address: str | None = None  # static address; None = allocated from the network's range
+    ipv6_address: str | None = None
+    mac_address: str | None = None
+    link_local_ips: tuple[str, ...] = ()
+    priority: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PortBinding:
+    """One published port (compose expands ranges into one binding per container port)."""
+
+    container_port: int
+    protocol: str = "tcp"  # "tcp" | "udp" | "sctp"
+    host_ip: str = ""  # "" = every address of the host (0.0.0.0, and :: where IPv6 is on)
+    host_port: int = 0  # 0 = a random free port from the host's ephemeral range
+    host_port_end: int = 0  # "8000-8010:80": the first free port in [host_port, host_port_end]
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkSetup:
+    """What the network side prepared for one start (engine/net): spawn joins it, rootfs writes it out.
+
+    Not part of the spec (it is runtime state): the addresses are allocated when the container starts.
+    """
+
+    netns_path: str  # a bind-mounted network namespace file (or /proc/<pid>/ns/net for container:)
+    hosts: tuple[tuple[str, str], ...] = ()  # (address, "name alias ...") lines added to /etc/hosts
+    nameservers: tuple[str, ...] = ()  # our DNS responder's addresses; empty = the host's resolvers
+
+
+@dataclass(frozen=True, slots=True)
 class Resources:
     """Limits; None means unlimited / not set. Sizes in bytes, CPU as in docker (cpus = cores)."""
 
@@ -89,7 +125,11 @@ class ContainerSpec:
     mounts: tuple[Mount, ...] = ()
     resources: Resources = field(default_factory=Resources)
     security: Security = field(default_factory=Security)
-    network_mode: str = "none"  # "none" | "host" (a later issue adds bridge networks)
+    network_mode: str = "none"  # "none" | "host" | "bridge" | "container:<id or name>"
+    networks: tuple[NetworkAttachment, ...] = ()  # bridge mode: the networks joined, in priority order
+    ports: tuple[PortBinding, ...] = ()
+    expose: tuple[str, ...] = ()  # recorded only ("80/tcp")
+    links: tuple[tuple[str, str], ...] = ()  # (container name, alias): the alias resolves to that container
     shm_size: int = 64 * 1024 * 1024
     stop_signal: str = "SIGTERM"
     stop_grace_period: float = 10.0
@@ -119,11 +159,13 @@ class ContainerSpec:
         data["resources"] = Resources(**data.get("resources", {}))
         data["security"] = Security(**_tuples(data.get("security", {})))
         data["mounts"] = tuple(Mount(**_tuples(m)) for m in data.get("mounts", ()))
+        data["networks"] = tuple(NetworkAttachment(**_tuples(n)) for n in data.get("networks", ()))
+        data["ports"] = tuple(PortBinding(**_tuples(b)) for b in data.get("ports", ()))
         rest = {k: _tuples(v) for k, v in data.items() if k not in _NESTED}
         return cls(**{k: data[k] for k in _NESTED}, **rest)
 
 
-_NESTED = ("process", "resources", "security", "mounts")
+_NESTED = ("process", "resources", "security", "mounts", "networks", "ports")
 
 
 def _tuples(value: Any) -> Any:
