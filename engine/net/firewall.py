@@ -2,8 +2,14 @@
 
 The whole rule set is computed from the state (networks and published ports) and applied in ONE
 `iptables-restore --noflush` batch that flushes and refills our own chains, so it converges: a crash
-half-way is repaired by the next `sync`. Only our chains (`PYCOMPOSE-*`) and our jump rules (tagged
-`-m comment --comment pycompose`) are ever touched; other programs' rules (a Docker engine's) never.
+half-way is repaired by the next `sync`. Only our chains and our jump rules are ever touched; other
+programs' rules (a Docker engine's) never.
+
+Scopes: several state roots may live on one host (every test uses its own), so each root has a `scope`
+(8 hex of a hash of its path) and its own chains `PYC-<scope>-FWD`, `-ISO`, `-DNAT`, `-POST`, reached
+by jump rules tagged `-m comment --comment pycompose:<scope>`; a sync of one scope never touches
+another's. Isolation between scopes holds too: traffic from one of our bridges to any other bridge of
+ours (`pyc+`, or a bridge this scope knows) is dropped.
 """
 
 from __future__ import annotations
@@ -35,12 +41,12 @@ class PortRule:
     container_port: int
 
 
-def sync(networks: Sequence[BridgeRules], ports: Sequence[PortRule]) -> None:
+def sync(scope: str, networks: Sequence[BridgeRules], ports: Sequence[PortRule]) -> None:
     """Make our chains hold exactly the rules for these networks and ports (empty = remove our chains and
     jumps altogether, leaving the tables as they were before us). Raises FirewallError."""
     raise NotImplementedError
 
 
-def our_rules() -> list[str]:
-    """Every rule line of ours in iptables-save form (tests count them; `sweep` compares)."""
+def our_rules(scope: str | None = None) -> list[str]:
+    """Every rule line of ours (of one scope, or of all) in iptables-save form (tests count them)."""
     raise NotImplementedError

@@ -63,9 +63,3 @@ def link_names(prefix: str) -> list[str]:
 def enable_forwarding() -> None:
     """net.ipv4.ip_forward=1 (and IPv6 forwarding when asked): outbound NAT needs it; Docker sets it too."""
     raise NotImplementedError
-
-
-def interface_counters(pid: int) -> dict[str, tuple[int, int]]:
-    """{interface: (rx_bytes, tx_bytes)} inside the network namespace of `pid` (from /proc/<pid>/net/dev),
-    loopback excluded: `stats` NET I/O."""
-    raise NotImplementedError
