@@ -7,6 +7,9 @@ pure so the columns are unit-tested without containers.
 
 from __future__ import annotations
 
+from compose.labels import PROJECT as PROJECT_LABEL
+from compose.labels import SERVICE as SERVICE_LABEL
+
 TYPE_CHECKING = False  # `import typing` costs start-up time; type checkers treat this alike
 
 if TYPE_CHECKING:
@@ -14,8 +17,6 @@ if TYPE_CHECKING:
 
     from engine.api import Engine
 
-PROJECT_LABEL = "com.docker.compose.project"
-SERVICE_LABEL = "com.docker.compose.service"
 STATS_TITLES = ("CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS")
 SAMPLE_SECONDS = 1.0  # streaming refresh period; also the CPU % window, as docker's one-second ticks
 NO_STREAM_SECONDS = 0.5  # --no-stream still needs two samples for CPU %
