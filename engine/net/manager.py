@@ -1,81 +1,593 @@
-"""NetworkManager: the one object the engine calls for networks. CONTRACT (owner: engineer N5).
+"""NetworkManager: the one object the engine calls for networks (owner: engineer N5).
 
-Composes store (state), ipam (addresses), links (kernel), firewall (rules), ports (host ports).
-Order of work is chosen so a failure leaves nothing: create a network = state row, then bridge, then
-rules (undone in reverse on error); prepare a container = netns, veths, addresses, port rules (undone on
-error); release = the reverse, tolerant of parts already gone. `sweep()` converges kernel and firewall
-state onto the database after a crash (stray bridges/veths/netns files of ours with no row or no running
-container are deleted; rules re-synced).
+Composes store (state), ipam (addresses), links (kernel), firewall (rules), ports (host ports). The state
+database is the truth; the kernel and the firewall follow it:
+- create a network = state row, then bridge, then rules (undone in reverse on error);
+- remove a network = in-use check, bridge, rules, then the row LAST (a crash leaves a row whose bridge
+  `sweep` recreates and whose `rm` can be repeated; never a bridge of ours nothing names);
+- prepare a container = netns, then per network: address (store.activate), veth; then ports and rules;
+  any error undoes it all through `release`, which tolerates parts already gone.
+Every mutating operation holds `root.lock("network")`, so two processes never race on one root.
+
+Names for DNS: each endpoint row carries the names every container sharing the network may resolve
+(aliases, container name, hostname, 12-char id). `links` aliases are private to the container that
+declares them, so they are NOT stored in endpoint rows: `StoreNames.lookup` first maps a link alias of
+the asking container to the linked container's name, then asks the store as usual.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import hashlib
+import ipaddress
+import os
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from engine.containers.spec import ContainerSpec, NetworkSetup, PortBinding
-from engine.net.types import Network, NetworkSpec, PublishedPort
+from engine.errors import ContainerNotFound, NetworkError
+from engine.net.types import (
+    OPT_BRIDGE_NAME,
+    OPT_ICC,
+    OPT_MASQUERADE,
+    OPT_MTU,
+    Endpoint,
+    Network,
+    NetworkSpec,
+    PublishedPort,
+)
 from engine.state.root import StateRoot
 
-BRIDGE_PREFIX = "pyc-"  # our bridges: pyc-<12 hex of the network id>
-VETH_PREFIX = "pv"  # host-side veths: pv<10 hex of the container id><index>
+BRIDGE_PREFIX = "pyc-"  # our bridges: pyc-<12 hex> unless driver_opts name one
+VETH_PREFIX = "pv"  # host-side veths: pv<10 hex of the container id><index in hex>
+LOCK_NAME = "network"
+RUNNING_STATES = ("running", "paused", "restarting")
+FRESH_NETNS = 30.0  # seconds: a netns of a container still "created" may be a start in flight
+FALLBACK_DNS = ("8.8.8.8", "8.8.4.4")  # Docker's fallback when the host names no resolver
+
+
+def scope_of(root: StateRoot) -> str:
+    """The firewall scope of a state root: 8 hex of sha256 of its path (several roots share a host)."""
+    return hashlib.sha256(str(Path(root.path).resolve()).encode()).hexdigest()[:8]
+
+
+def veth_name(container_id: str, index: int) -> str:
+    """The host-side veth of the container's `index`-th network (<= 15 characters, IFNAMSIZ)."""
+    return f"{VETH_PREFIX}{container_id[:10]}{index:x}"
+
+
+def endpoint_names(spec: ContainerSpec, aliases: Sequence[str]) -> tuple[str, ...]:
+    """The names one endpoint answers to: aliases, container name, hostname, 12-char id (no repeats)."""
+    candidates = [*aliases, spec.name, spec.hostname or "", spec.id[:12]]
+    seen: dict[str, None] = {}
+    for name in candidates:
+        if name and name.lower() not in seen:
+            seen[name.lower()] = None
+    return tuple(seen)
+
+
+def _option(spec: NetworkSpec, key: str) -> str | None:
+    return dict(spec.options).get(key)
+
+
+def _flag(spec: NetworkSpec, key: str, default: bool) -> bool:
+    value = _option(spec, key)
+    return default if value is None else value.strip().lower() in ("1", "true", "yes")
+
+
+def _prefix(subnet: str) -> int:
+    return ipaddress.ip_network(subnet, strict=False).prefixlen
 
 
 class NetworkManager:
+    """Networks of one state root and the attachment of its containers."""
+
     def __init__(self, root: StateRoot) -> None:
+        from engine.net.store import NetworkStore
+
         self.root = root
+        self.db = root.db
+        self.store = NetworkStore(root.db)
+        self.scope = scope_of(root)
+        self.netns_dir = Path(root.path) / "run" / "netns"
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with self.root.lock(LOCK_NAME):
+            yield
+
+    # -- networks --------------------------------------------------------------------------------------
 
     def create_network(self, spec: NetworkSpec) -> Network:
-        raise NotImplementedError
+        """State row, bridge (gateway addresses, MTU), rules; on any error the earlier steps are undone."""
+        from engine.net import ipam, links
+
+        if spec.driver not in ("bridge", ""):
+            raise NetworkError(f"driver {spec.driver!r} is not supported (only bridge)", subject=spec.name)
+        mtu = self._mtu(spec)
+        with self._locked():
+            in_use = [*self.store.subnets_in_use(), *ipam.host_routes()]
+            subnets = ipam.plan_subnets(spec.ipam, in_use, enable_ipv6=spec.enable_ipv6, seed=spec.name)
+            bridge = _option(spec, OPT_BRIDGE_NAME) or BRIDGE_PREFIX + os.urandom(6).hex()
+            network = self.store.create(spec, subnets, bridge, mtu)
+            try:
+                links.ensure_bridge(bridge, [f"{s.gateway}/{_prefix(s.subnet)}" for s in subnets], mtu)
+                links.enable_forwarding()
+                self._sync_firewall()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    links.delete_bridge(bridge)
+                self.store.remove(network.id)
+                with contextlib.suppress(Exception):
+                    self._sync_firewall()
+                raise
+        return network
+
+    @staticmethod
+    def _mtu(spec: NetworkSpec) -> int:
+        value = _option(spec, OPT_MTU)
+        if not value:
+            return 1500
+        try:
+            mtu = int(value)
+        except ValueError:
+            mtu = 0
+        if not 68 <= mtu <= 65535:
+            raise NetworkError(f"invalid MTU {value!r} (68..65535)", subject=spec.name)
+        return mtu
 
     def remove_network(self, ref: str) -> str:
         """Returns the name removed. Raises NetworkInUse / NetworkNotFound."""
-        raise NotImplementedError
+        from engine.net import links
+
+        with self._locked():
+            network = self.store.get(ref)
+            self._check_unused(network)
+            links.delete_bridge(network.bridge)
+            self.store.remove(network.id)
+            self._sync_firewall()
+        return network.name
+
+    def _check_unused(self, network: Network) -> None:
+        """NetworkInUse before anything is touched (the store's remove checks again, atomically)."""
+        from engine.errors import NetworkInUse
+
+        endpoints = self.store.endpoints_in(network.id)
+        if endpoints:
+            names = ", ".join(self._container_name(e.container_id) for e in endpoints)
+            raise NetworkInUse(f"network {network.name} is in use by {names}", subject=network.name)
 
     def get_network(self, ref: str) -> Network:
-        raise NotImplementedError
+        return self.store.get(ref)
 
     def list_networks(self) -> list[Network]:
-        raise NotImplementedError
+        return self.store.list()
 
     def inspect_network(self, ref: str) -> dict[str, Any]:
         """Docker's `network inspect` document (Name, Id, Created, Driver, IPAM, Internal, Attachable,
         EnableIPv6, Options, Labels, Containers {id: {Name, EndpointID, MacAddress, IPv4Address}})."""
-        raise NotImplementedError
+        network = self.store.get(ref)
+        containers = {}
+        for ep in self.store.endpoints_in(network.id):
+            if ep.active:
+                containers[ep.container_id] = self._endpoint_doc(network, ep)
+        spec = network.spec
+        return {
+            "Name": network.name,
+            "Id": network.id,
+            "Created": network.created,
+            "Scope": "local",
+            "Driver": spec.driver or "bridge",
+            "EnableIPv6": spec.enable_ipv6,
+            "IPAM": {"Driver": "default", "Options": None, "Config": [_ipam_doc(s) for s in network.subnets]},
+            "Internal": spec.internal,
+            "Attachable": spec.attachable,
+            "Ingress": False,
+            "ConfigFrom": {"Network": ""},
+            "ConfigOnly": False,
+            "Containers": containers,
+            "Options": {**dict(spec.options), "com.docker.network.bridge.name": network.bridge},
+            "Labels": dict(spec.labels),
+        }
+
+    def _endpoint_doc(self, network: Network, ep: Endpoint) -> dict[str, str]:
+        prefix4 = _prefix(network.subnets[0].subnet) if network.subnets else 32
+        v6 = [s for s in network.subnets if ":" in s.subnet]
+        return {
+            "Name": self._container_name(ep.container_id),
+            "EndpointID": hashlib.sha256(f"{ep.container_id}/{network.id}".encode()).hexdigest(),
+            "MacAddress": ep.mac or "",
+            "IPv4Address": f"{ep.ipv4}/{prefix4}" if ep.ipv4 else "",
+            "IPv6Address": f"{ep.ipv6}/{_prefix(v6[0].subnet)}" if ep.ipv6 and v6 else "",
+        }
 
     def prune_networks(self) -> list[str]:
         """Remove every network with no endpoint; returns their names."""
-        raise NotImplementedError
+        from engine.errors import NetworkInUse
+
+        removed = []
+        for network in self.store.list():
+            if self.store.endpoints_in(network.id):
+                continue
+            with contextlib.suppress(NetworkInUse):  # a container joined meanwhile
+                removed.append(self.remove_network(network.id))
+        return removed
+
+    # -- containers: create/remove ---------------------------------------------------------------------
 
     def register(self, spec: ContainerSpec) -> None:
         """At container create: every network of `spec.networks` must exist, static addresses must fit;
         endpoint rows recorded (names: aliases, container name, hostname, short id)."""
-        raise NotImplementedError
+        from engine.net import ipam
+
+        rows, statics = [], []
+        for attachment in spec.networks:
+            network = self.store.get(attachment.network)
+            for address in (attachment.ipv4_address, attachment.ipv6_address):
+                if address:
+                    ipam.check_static(self._subnet_for(network, address), address, ())
+            names = endpoint_names(spec, attachment.aliases)
+            rows.append(Endpoint(spec.id, network.id, names, mac=attachment.mac_address))
+            statics.append((attachment.ipv4_address, attachment.ipv6_address))
+        with self._locked():
+            self.store.add_endpoints(spec.id, rows, statics)
+
+    @staticmethod
+    def _subnet_for(network: Network, address: str):  # type: ignore[no-untyped-def]
+        from engine.errors import AddressUnavailable
+
+        family = ipaddress.ip_address(address).version
+        for subnet in network.subnets:
+            if ipaddress.ip_network(subnet.subnet, strict=False).version == family:
+                return subnet
+        raise AddressUnavailable(
+            f"network {network.name} has no IPv{family} subnet for {address}", subject=address
+        )
 
     def unregister(self, container_id: str) -> None:
         """At container remove: endpoint and port rows gone (after `release`)."""
-        raise NotImplementedError
+        with self._locked():
+            self.store.clear_ports(container_id)
+            self.store.remove_endpoints(container_id)
 
     def check_ports(self, bindings: Sequence[PortBinding]) -> None:
         """Raise PortInUse for the first fixed host port already taken (`up` checks first)."""
-        raise NotImplementedError
+        from engine.net import ports
+
+        taken = self._taken_ports()
+        for b in bindings:
+            if b.host_port:
+                ports.choose(b.host_ip, b.protocol, b.host_port, b.host_port_end, taken)
+
+    def _taken_ports(self) -> set[tuple[str, int, str]]:
+        return {(p.host_ip, p.host_port, p.protocol) for _, p in self.store.all_ports()}
+
+    # -- containers: start/stop ------------------------------------------------------------------------
+
+    def netns_path(self, container_id: str) -> Path:
+        return self.netns_dir / container_id
 
     def prepare(self, spec: ContainerSpec) -> NetworkSetup | None:
         """Before the container's process starts: for bridge mode a namespace file with one veth per
         network (addresses, routes, MTU, MAC), published ports chosen and DNAT'd; `container:<ref>` mode
         returns that container's namespace; none/host return None."""
-        raise NotImplementedError
+        mode = spec.network_mode
+        if mode.startswith("container:"):
+            return self._joined(mode.partition(":")[2])
+        if mode != "bridge" or not spec.networks:
+            return None
+        with self._locked():
+            try:
+                return self._attach_all(spec)
+            except BaseException:
+                self._release_locked(spec.id)
+                raise
+
+    def _attach_all(self, spec: ContainerSpec) -> NetworkSetup:
+        from engine.net import links
+
+        path = self.netns_path(spec.id)
+        self.netns_dir.mkdir(parents=True, exist_ok=True)
+        links.create_netns(str(path))
+        attached: list[tuple[Network, Endpoint]] = []
+        routed = False
+        for index, row in enumerate(self.store.endpoints_of(spec.id)):
+            network = self.store.get(row.network_id)
+            veth = veth_name(spec.id, index)
+            ep = self.store.activate(spec.id, network, veth)
+            route = not routed and not network.spec.internal
+            self._attach_one(str(path), network, ep, index, route)
+            routed = routed or route
+            attached.append((network, ep))
+        self._publish(spec, attached)
+        self._sync_firewall()
+        first_net, first_ep = attached[0]
+        return NetworkSetup(
+            netns_path=str(path),
+            hosts=self._hosts(spec, first_ep),
+            nameservers=(first_net.subnets[0].gateway,),
+        )
+
+    @staticmethod
+    def _attach_one(path: str, network: Network, ep: Endpoint, index: int, route: bool) -> None:
+        from engine.net import links
+
+        addresses, gw4, gw6 = [], None, None
+        for subnet in network.subnets:
+            v6 = ":" in subnet.subnet
+            address = ep.ipv6 if v6 else ep.ipv4
+            if address:
+                addresses.append(f"{address}/{_prefix(subnet.subnet)}")
+                if route and v6:
+                    gw6 = subnet.gateway
+                elif route:
+                    gw4 = subnet.gateway
+        links.attach(
+            path,
+            network.bridge,
+            ep.host_veth or "",
+            f"eth{index}",
+            addresses,
+            mac=ep.mac,
+            mtu=network.mtu,
+            gateway=gw4,
+            gateway6=gw6,
+        )
+
+    @staticmethod
+    def _hosts(spec: ContainerSpec, ep: Endpoint) -> tuple[tuple[str, str], ...]:
+        """moby's sandbox /etc/hosts entry for the container itself: its address with the FQDN (when a
+        domainname is set) and the hostname; aliases are not written (the resolver answers them)."""
+        hostname = spec.hostname or spec.id[:12]
+        names = f"{hostname}.{spec.domainname} {hostname}" if spec.domainname else hostname
+        entries = []
+        for address in (ep.ipv4, ep.ipv6):
+            if address:
+                entries.append((address, names))
+        return tuple(entries)
+
+    def _publish(self, spec: ContainerSpec, attached: Sequence[tuple[Network, Endpoint]]) -> None:
+        """Host ports chosen (random or first free of a range) and recorded on the default-route network
+        (ports on an internal network are not published, as Docker)."""
+        from engine.net import ports
+
+        if not spec.ports:
+            return
+        target = next(((n, e) for n, e in attached if not n.spec.internal and e.ipv4), None)
+        if target is None:
+            return
+        network, ep = target
+        taken = self._taken_ports()
+        chosen = []
+        for b in spec.ports:
+            host_ip = b.host_ip or "0.0.0.0"
+            port = ports.choose(b.host_ip, b.protocol, b.host_port, b.host_port_end, taken)
+            taken.add((host_ip, port, b.protocol))
+            chosen.append(PublishedPort(spec.id, b.container_port, b.protocol, host_ip, port, ep.ipv4 or ""))
+        self.store.set_ports(spec.id, chosen, network.bridge)
+
+    def _joined(self, ref: str) -> NetworkSetup:
+        """`container:<ref>`: the running target's namespace (its netns file, else /proc/<pid>/ns/net)."""
+        from engine.containers import records
+
+        target = records.get(self.db, ref)
+        if target is None:
+            raise ContainerNotFound(f"no such container: {ref}", subject=ref)
+        if target["state"] not in ("running", "paused") or not target["pid"]:
+            raise NetworkError(f"cannot join the network of {target['name']}: it is not running", subject=ref)
+        path = self.netns_path(target["id"])
+        netns = str(path) if path.exists() else f"/proc/{target['pid']}/ns/net"
+        endpoints = [e for e in self.store.endpoints_of(target["id"]) if e.active]
+        nameservers: tuple[str, ...] = ()
+        if endpoints:
+            nameservers = (self.store.get(endpoints[0].network_id).subnets[0].gateway,)
+        return NetworkSetup(netns_path=netns, nameservers=nameservers)
 
     def release(self, container_id: str) -> None:
         """After the container stopped: port rules, veths, namespace file, addresses gone; idempotent."""
-        raise NotImplementedError
+        with self._locked():
+            self._release_locked(container_id)
+
+    def _release_locked(self, container_id: str) -> None:
+        from engine.net import links
+
+        errors: list[BaseException] = []
+        steps = [
+            lambda: self.store.clear_ports(container_id),
+            lambda: self._detach_all(container_id),
+            lambda: links.delete_netns(str(self.netns_path(container_id))),
+            self._sync_firewall,
+        ]
+        for step in steps:  # every step runs even if one fails: leave as little as possible
+            try:
+                step()
+            except Exception as exc:  # reported after the rest ran
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def _detach_all(self, container_id: str) -> None:
+        from engine.net import links
+
+        veths = {e.host_veth for e in self.store.deactivate(container_id) if e.host_veth}
+        veths.update(links.link_names(VETH_PREFIX + container_id[:10]))
+        for veth in sorted(veths):
+            links.detach(veth)
 
     def ports_of(self, container_id: str) -> list[PublishedPort]:
-        raise NotImplementedError
+        return self.store.ports_of(container_id)
 
     def gateways(self) -> list[str]:
         """The gateway addresses the DNS responder listens on (every network that has active endpoints)."""
-        raise NotImplementedError
+        found = []
+        for network in self.store.list():
+            if any(e.active for e in self.store.endpoints_in(network.id)):
+                found.extend(s.gateway for s in network.subnets)
+        return found
+
+    def names(self) -> StoreNames:
+        """The data of the DNS responder (engine.net.dns.Names) for this root."""
+        return StoreNames(self)
+
+    # -- crash recovery --------------------------------------------------------------------------------
 
     def sweep(self) -> None:
-        raise NotImplementedError
+        """Converge the kernel and the rules onto the state after a crash.
+
+        Every network row gets its bridge back; containers that do not run lose their addresses, ports,
+        veths and namespace file; netns files of unknown containers go; rules are re-synced. Only names
+        this root can prove are its own are touched (bridges of its rows, veths of its containers, files
+        under its run/netns): other roots and other programs on the host are left alone.
+        """
+        from engine.net import links
+
+        with self._locked():
+            for network in self.store.list():
+                subnets = network.subnets
+                links.ensure_bridge(
+                    network.bridge, [f"{s.gateway}/{_prefix(s.subnet)}" for s in subnets], network.mtu
+                )
+            for cid in self._stale_containers():
+                self._release_locked(cid)
+            self._sync_firewall()
+
+    def _stale_containers(self) -> set[str]:
+        from engine.containers import records
+
+        stale = set()
+        candidates = {r["id"]: r for r in records.list_all(self.db)}
+        files = sorted(self.netns_dir.iterdir()) if self.netns_dir.is_dir() else []
+        for path in files:
+            row = candidates.get(path.name)
+            if row is None or self._is_stale(row, path):
+                stale.add(path.name)
+        for cid, row in candidates.items():
+            active = any(e.active for e in self.store.endpoints_of(cid))
+            if active and self._is_stale(row, self.netns_path(cid)):
+                stale.add(cid)
+        return stale
+
+    def _is_stale(self, row: dict[str, Any], path: Path) -> bool:
+        return row["state"] not in RUNNING_STATES and not self._is_fresh(path, row)
+
+    @staticmethod
+    def _is_fresh(path: Path, row: dict[str, Any]) -> bool:
+        """A container still "created" whose netns is new may be a start in flight (prepare, then spawn)."""
+        if row["state"] != "created":
+            return False
+        try:
+            return time.time() - path.lstat().st_mtime < FRESH_NETNS
+        except OSError:
+            return False
+
+    # -- helpers ---------------------------------------------------------------------------------------
+
+    def _sync_firewall(self) -> None:
+        from engine.net import firewall
+
+        rules = []
+        for network in self.store.list():
+            v4 = [s for s in network.subnets if ":" not in s.subnet]
+            if not v4:
+                continue
+            rules.append(
+                firewall.BridgeRules(
+                    bridge=network.bridge,
+                    subnet=v4[0].subnet,
+                    internal=network.spec.internal,
+                    masquerade=_flag(network.spec, OPT_MASQUERADE, True),
+                    icc=_flag(network.spec, OPT_ICC, True),
+                )
+            )
+        ports = [
+            firewall.PortRule(bridge, p.protocol, p.host_ip, p.host_port, p.container_ip, p.container_port)
+            for bridge, p in self.store.all_ports()
+        ]
+        firewall.sync(self.scope, rules, ports)
+
+    def _container_name(self, container_id: str) -> str:
+        from engine.containers import records
+
+        row = records.get(self.db, container_id)
+        return row["name"] if row else container_id[:12]
+
+
+def _ipam_doc(subnet: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {"Subnet": subnet.subnet, "Gateway": subnet.gateway}
+    if subnet.ip_range:
+        doc["IPRange"] = subnet.ip_range
+    if subnet.aux_addresses:
+        doc["AuxiliaryAddresses"] = dict(subnet.aux_addresses)
+    return doc
+
+
+class StoreNames:
+    """engine.net.dns.Names over the state database of one root.
+
+    The asking container is found by its source address (an active endpoint's IPv4/IPv6); its spec gives
+    its `links` (alias -> container name, private to it) and its `dns` servers. Specs are cached per
+    container id (a spec never changes after create).
+    """
+
+    def __init__(self, manager: NetworkManager) -> None:
+        self.manager = manager
+        self.store = manager.store
+        self._specs: dict[str, ContainerSpec | None] = {}
+
+    def lookup(self, client_ip: str, name: str) -> tuple[list[str], list[str]] | None:
+        name = name.rstrip(".").lower()
+        found = self.store.lookup(client_ip, name)
+        if found is not None:
+            return found
+        target = self._link_target(client_ip, name)
+        return self.store.lookup(client_ip, target) if target else None
+
+    def reverse(self, client_ip: str, address: str) -> str | None:
+        return self.store.reverse(client_ip, address)
+
+    def upstreams(self, client_ip: str) -> list[str]:
+        spec = self._asker(client_ip)
+        if spec is not None and spec.dns:
+            return list(spec.dns)
+        return host_nameservers()
+
+    def _link_target(self, client_ip: str, name: str) -> str | None:
+        spec = self._asker(client_ip)
+        if spec is None:
+            return None
+        for container, alias in spec.links:
+            if alias.lower() == name:
+                return container.lower()
+        return None
+
+    def _asker(self, client_ip: str) -> ContainerSpec | None:
+        cid = self._container_at(client_ip)
+        if cid is None:
+            return None
+        if cid not in self._specs:
+            from engine.containers import records
+
+            row = records.get(self.manager.db, cid)
+            self._specs[cid] = ContainerSpec.from_json(row["spec"]) if row else None
+        return self._specs[cid]
+
+    def _container_at(self, client_ip: str) -> str | None:
+        """The container whose active endpoint has this address (the endpoints table of LAYOUT.md)."""
+        row = self.manager.db.query_one(
+            "SELECT container_id FROM endpoints WHERE active AND (ipv4 = ? OR ipv6 = ?) LIMIT 1",
+            (client_ip, client_ip),
+        )
+        return row[0] if row else None
+
+
+def host_nameservers(path: str = "/etc/resolv.conf") -> list[str]:
+    """The host's resolvers, loopback ones included (the responder runs in the host's namespace)."""
+    servers = []
+    with contextlib.suppress(OSError):
+        for line in Path(path).read_text().splitlines():
+            words = line.split()
+            if len(words) >= 2 and words[0] == "nameserver":
+                servers.append(words[1].split("%")[0])
+    return servers or list(FALLBACK_DNS)
