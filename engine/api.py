@@ -21,9 +21,11 @@ if TYPE_CHECKING:
 
     from engine.containers.logs import LogRecord
     from engine.containers.manager import ContainerManager
-    from engine.containers.spec import ContainerSpec
+    from engine.containers.spec import ContainerSpec, PortBinding
     from engine.images.store import ImageStore, PruneReport, RemoveReport
     from engine.images.types import Image, Platform
+    from engine.net.manager import NetworkManager
+    from engine.net.types import Network, NetworkSpec, PublishedPort
     from engine.state.root import StateRoot
     from engine.volumes import VolumeStore
 
@@ -45,6 +47,12 @@ _EXPORTS = {
     "Volume": "engine.volumes",
     "VolumeStore": "engine.volumes",
     "labels_match": "engine.volumes",
+    "NetworkAttachment": "engine.containers.spec",
+    "PortBinding": "engine.containers.spec",
+    "NetworkSpec": "engine.net.types",
+    "IpamPool": "engine.net.types",
+    "Network": "engine.net.types",
+    "PublishedPort": "engine.net.types",
 }
 
 
@@ -74,6 +82,7 @@ class Engine:
         self._store: ImageStore | None = None
         self._volumes: VolumeStore | None = None
         self._containers: ContainerManager | None = None
+        self._networks: NetworkManager | None = None
         self._registry = None
 
     @classmethod
@@ -125,6 +134,15 @@ class Engine:
 
             self._containers = ContainerManager(self.root)
         return self._containers
+
+    @property
+    def networks(self) -> NetworkManager:
+        """Networks of this state root (pyroute2 is imported only when the kernel is touched)."""
+        if self._networks is None:
+            from engine.net.manager import NetworkManager
+
+            self._networks = NetworkManager(self.root)
+        return self._networks
 
     def _registry_client(self):
         if self._registry is None:
@@ -209,6 +227,40 @@ class Engine:
 
     def container_top(self, ref: str) -> dict:
         return self.containers.top(ref)
+
+    def container_port(
+        self, ref: str, port: int | None = None, protocol: str | None = None
+    ) -> list[PublishedPort]:
+        """The published ports of a container (`docker port`), optionally of one private port/protocol."""
+        found = self.networks.ports_of(self.containers.get(ref)["id"])
+        wanted = [p for p in found if port is None or p.container_port == port]
+        return [p for p in wanted if protocol is None or p.protocol == protocol]
+
+    def check_ports(self, bindings: Sequence[PortBinding]) -> None:
+        """PortInUse for the first fixed host port already taken (`up` asks before starting anything)."""
+        self.networks.check_ports(bindings)
+
+    # -- networks -----------------------------------------------------------------------------------------
+
+    def create_network(self, spec: NetworkSpec) -> Network:
+        return self.networks.create_network(spec)
+
+    def remove_network(self, ref: str) -> str:
+        """Returns the removed network's name; NetworkInUse while a container is attached."""
+        return self.networks.remove_network(ref)
+
+    def list_networks(self) -> list[Network]:
+        return self.networks.list_networks()
+
+    def get_network(self, ref: str) -> Network:
+        return self.networks.get_network(ref)
+
+    def inspect_network(self, ref: str) -> dict:
+        return self.networks.inspect_network(ref)
+
+    def prune_networks(self) -> list[str]:
+        """Remove every network no container is attached to; returns their names."""
+        return self.networks.prune_networks()
 
     # -- volumes ------------------------------------------------------------------------------------------
 
