@@ -3,33 +3,268 @@
 Every function is idempotent where it says so, so a crashed half-done operation can simply be redone
 or undone. Namespaces: `setns` around a plain `IPRoute()` (never `IPRoute(netns=...)`: it forks a helper).
 Call from a single-threaded process or keep the setns in one thread (setns changes the calling thread).
+
+Namespace files are plain bind mounts of `/proc/thread-self/ns/net` onto an empty file, made in the
+caller's mount namespace with no propagation change: under a shared parent mount the bind (and later
+its unmount) reaches the parent's peers and slaves alike, so nothing is pinned anywhere once
+`delete_netns` ran. (`ip netns` makes /run/netns a shared self-bind so that its `exec` namespaces see
+later additions; we have no such namespaces: a container's mount namespace turns private and drops
+the host tree at pivot_root, so its copy of a namespace file goes away with it.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import errno
+import fcntl
+import functools
+import ipaddress
+import os
+import secrets
+import socket
+import struct
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from engine.containers import syscalls as sc
+from engine.errors import AddressUnavailable, NetworkError
+
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+_IFA_F_NODAD = 0x02  # IPv6 addresses usable at once: a fresh veth has no duplicate to detect
+_THREAD_NETNS = "/proc/thread-self/ns/net"
+
+
+@functools.cache
+def _pyroute2() -> Any:
+    """The pyroute2 module, imported on first use only (keeps CLI start-up fast)."""
+    import pyroute2
+
+    return pyroute2
+
+
+def _iproute() -> Any:
+    """A netlink socket bound to the calling thread's current network namespace."""
+    return _pyroute2().IPRoute()
+
+
+def _code(exc: BaseException) -> int | None:
+    """errno of a NetlinkError or OSError, else None."""
+    if isinstance(exc, _pyroute2().NetlinkError):
+        return exc.code
+    return exc.errno if isinstance(exc, OSError) else None
+
+
+def _error(step: str, subject: str, exc: BaseException) -> NetworkError:
+    """An engine error naming the step; the kernel's reason when there is one."""
+    code = _code(exc)
+    reason = os.strerror(code) if code else str(exc)
+    cls = AddressUnavailable if code in (errno.EADDRINUSE, errno.EADDRNOTAVAIL) else NetworkError
+    return cls(f"{step}: {reason}", subject=subject)
+
+
+def _ignoring(codes: tuple[int, ...], fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call fn, treating the listed errnos (already there / already gone) as success."""
+    try:
+        return fn(*args, **kwargs)
+    except (OSError, _pyroute2().NetlinkError) as exc:
+        if _code(exc) not in codes:
+            raise
+        return None
+
+
+def _index(ipr: Any, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+def _family(addr: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> int:
+    return socket.AF_INET6 if addr.version == 6 else socket.AF_INET
+
+
+def _parse_cidrs(addresses: Sequence[str], subject: str) -> list[Any]:
+    """CIDR strings checked before anything touches the kernel (a bad one leaves nothing)."""
+    try:
+        return [ipaddress.ip_interface(a) for a in addresses]
+    except ValueError as exc:
+        raise NetworkError(f"bad address: {exc}", subject=subject) from None
+
+
+def _add_address(ipr: Any, index: int, iface: Any) -> None:
+    """One address on a link; an address already there is fine (idempotent)."""
+    extra = {"flags": _IFA_F_NODAD} if iface.version == 6 else {}
+    _ignoring(
+        (errno.EEXIST,),
+        ipr.addr,
+        "add",
+        index=index,
+        address=str(iface.ip),
+        prefixlen=iface.network.prefixlen,
+        family=_family(iface),
+        **extra,
+    )
+
+
+def _set_sysctl(path: str, value: str) -> None:
+    """Write a /proc/sys value only when it differs (no needless host-wide writes)."""
+    with open(path, "r+", encoding="ascii") as f:
+        if f.read().strip() != value:
+            f.seek(0)
+            f.write(value)
+
+
+# ---------------------------------------------------------------- bridges
+
+
+def _random_mac() -> str:
+    """Locally administered unicast MAC. A bridge with a MAC of its own keeps it, instead of taking the
+    lowest port's and changing it as containers come and go (what Docker avoids the same way)."""
+    raw = bytearray(secrets.token_bytes(6))
+    raw[0] = (raw[0] & 0xFE) | 0x02
+    return ":".join(f"{b:02x}" for b in raw)
 
 
 def ensure_bridge(name: str, addresses: Sequence[str], mtu: int = 1500) -> None:
     """Create (if missing) and bring up bridge `name` with the gateway `addresses` (CIDR: "172.18.0.1/16"),
     its MTU, and `route_localnet=1` (DNAT to 127.0.0.1 needs it). Idempotent."""
-    raise NotImplementedError
+    cidrs = _parse_cidrs(addresses, name)
+    try:
+        with _iproute() as ipr:
+            index = _index(ipr, name)
+            if index is None:
+                ipr.link("add", ifname=name, kind="bridge", mtu=mtu, address=_random_mac())
+                index = _index(ipr, name)
+            else:
+                ipr.link("set", index=index, mtu=mtu)
+            for iface in cidrs:
+                _add_address(ipr, index, iface)
+            ipr.link("set", index=index, state="up")
+        _set_sysctl(f"/proc/sys/net/ipv4/conf/{name}/route_localnet", "1")
+    except (OSError, _pyroute2().NetlinkError) as exc:
+        raise _error("creating bridge", name, exc) from exc
 
 
 def delete_bridge(name: str) -> None:
     """Delete the bridge (its attached host veths go with it); no error if it is missing."""
-    raise NotImplementedError
+    _delete_link(name, "deleting bridge")
+
+
+def _delete_by_name(ipr: Any, name: str) -> bool:
+    """Delete link `name` if it exists; True when there was one."""
+    index = _index(ipr, name)
+    if index is not None:
+        _ignoring((errno.ENODEV,), ipr.link, "del", index=index)
+    return index is not None
+
+
+def _delete_link(name: str, step: str) -> None:
+    try:
+        with _iproute() as ipr:
+            _delete_by_name(ipr, name)
+    except (OSError, _pyroute2().NetlinkError) as exc:
+        raise _error(step, name, exc) from exc
+
+
+# ---------------------------------------------------------------- namespaces
+
+
+@contextlib.contextmanager
+def _thread_netns_saved() -> Iterator[None]:
+    """Run the body in whatever netns it switches to; always come back to this thread's netns."""
+    saved = os.open(_THREAD_NETNS, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        yield
+    finally:
+        try:
+            sc.setns(saved, sc.CLONE_NEWNET)
+        finally:
+            os.close(saved)
+
+
+def _is_netns_mount(path: str) -> bool:
+    """A namespace file already bound there: nsfs is its own device, unlike the directory holding it."""
+    try:
+        return os.stat(path).st_dev != os.stat(os.path.dirname(path) or ".").st_dev
+    except FileNotFoundError:
+        return False
+
+
+def _loopback_up() -> None:
+    """`ip link set lo up` in the current netns, by ioctl (no netlink socket needed)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sH22x", b"lo", 0)
+        flags = struct.unpack("16sH22x", fcntl.ioctl(s, _SIOCGIFFLAGS, req))[1]
+        fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | _IFF_UP))
 
 
 def create_netns(path: str) -> None:
     """A new network namespace kept alive by a bind mount on `path` (like `ip netns add`), loopback up.
     Idempotent: an existing namespace file is kept."""
-    raise NotImplementedError
+    if _is_netns_mount(path):
+        return
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o444))
+        with _thread_netns_saved():
+            sc.unshare(sc.CLONE_NEWNET)
+            sc.mount(_THREAD_NETNS, path, None, sc.MS_BIND)
+            _loopback_up()
+    except OSError as exc:
+        _remove_netns_file(path)
+        raise _error("creating network namespace", path, exc) from exc
+
+
+def _remove_netns_file(path: str) -> None:
+    """Detach every bind on `path` (a crash may have stacked two), then unlink it."""
+    for _ in range(8):
+        try:
+            sc.umount2(path, sc.MNT_DETACH)
+        except OSError as exc:
+            if exc.errno in (errno.EINVAL, errno.ENOENT):
+                break
+            raise
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def delete_netns(path: str) -> None:
     """Unmount (MNT_DETACH) and unlink the namespace file; no error if missing."""
-    raise NotImplementedError
+    try:
+        _remove_netns_file(path)
+    except OSError as exc:
+        raise _error("deleting network namespace", path, exc) from exc
+
+
+# ---------------------------------------------------------------- veths
+
+
+def _add_veth(ipr: Any, host_veth: str, master: int, peer: dict[str, Any], mtu: int) -> None:
+    """One request: the pair, the host end enslaved and up, the peer born inside the namespace.
+    A leftover pair of the same name (a crash between attach and detach) is replaced once."""
+    for attempt in (1, 2):
+        try:
+            ipr.link("add", ifname=host_veth, kind="veth", peer=peer, master=master, mtu=mtu, state="up")
+            return
+        except _pyroute2().NetlinkError as exc:
+            if exc.code != errno.EEXIST or attempt == 2:
+                raise
+            if not _delete_by_name(ipr, host_veth):  # the clash is inside the namespace: not ours
+                raise
+
+
+def _configure_inside(ifname: str, cidrs: list[Any], gateways: list[Any]) -> None:
+    """Inside the target netns: addresses, link up, default routes."""
+    with _iproute() as ipr:
+        index = _index(ipr, ifname)
+        if index is None:
+            raise NetworkError("the veth peer did not arrive in the namespace", subject=ifname)
+        for iface in cidrs:
+            _add_address(ipr, index, iface)
+        ipr.link("set", index=index, state="up")
+        for gw in gateways:
+            dst = "::/0" if gw.version == 6 else "0.0.0.0/0"
+            ipr.route("add", dst=dst, gateway=str(gw), oif=index, family=_family(gw))
 
 
 def attach(
@@ -47,19 +282,71 @@ def attach(
     """A veth pair: `host_veth` enslaved to `bridge` and up; the peer moved into the namespace as `ifname`
     (eth0, eth1, ...) with `addresses` (CIDR), MAC, MTU, up; a default route via `gateway` when given.
     On failure nothing is left (the host veth is deleted)."""
-    raise NotImplementedError
+    cidrs = _parse_cidrs(addresses, host_veth)
+    try:
+        gateways = [ipaddress.ip_address(g) for g in (gateway, gateway6) if g]
+    except ValueError as exc:
+        raise NetworkError(f"bad gateway: {exc}", subject=host_veth) from None
+    try:
+        nsfd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _error("opening network namespace", netns_path, exc) from exc
+    try:
+        _attach(nsfd, bridge, host_veth, ifname, cidrs, gateways, mac, mtu)
+    finally:
+        os.close(nsfd)
+
+
+def _attach(
+    nsfd: int,
+    bridge: str,
+    host_veth: str,
+    ifname: str,
+    cidrs: list[Any],
+    gateways: list[Any],
+    mac: str | None,
+    mtu: int,
+) -> None:
+    peer: dict[str, Any] = {"ifname": ifname, "net_ns_fd": nsfd, "mtu": mtu}
+    if mac:
+        peer["address"] = mac
+    step = "creating veth"
+    try:
+        with _iproute() as ipr:
+            master = _index(ipr, bridge)
+            if master is None:
+                raise NetworkError("no such bridge", subject=bridge)
+            _add_veth(ipr, host_veth, master, peer, mtu)
+            step = f"configuring {ifname} in the namespace"
+            try:
+                with _thread_netns_saved():
+                    sc.setns(nsfd, sc.CLONE_NEWNET)
+                    _configure_inside(ifname, cidrs, gateways)
+            except BaseException:
+                _delete_by_name(ipr, host_veth)
+                raise
+    except (OSError, _pyroute2().NetlinkError) as exc:
+        raise _error(step, host_veth, exc) from exc
 
 
 def detach(host_veth: str) -> None:
     """Delete the host-side veth explicitly (the kernel may take seconds after the namespace dies)."""
-    raise NotImplementedError
+    _delete_link(host_veth, "deleting veth")
 
 
 def link_names(prefix: str) -> list[str]:
     """Names of host links starting with `prefix` (sweeping what a crash left)."""
-    raise NotImplementedError
+    with _iproute() as ipr:
+        names = (link.get("ifname") for link in ipr.get_links())
+        return sorted(n for n in names if n and n.startswith(prefix))
 
 
-def enable_forwarding() -> None:
-    """net.ipv4.ip_forward=1 (and IPv6 forwarding when asked): outbound NAT needs it; Docker sets it too."""
-    raise NotImplementedError
+def enable_forwarding(*, ipv6: bool = False) -> None:
+    """net.ipv4.ip_forward=1 (and IPv6 forwarding when asked): outbound NAT needs it; Docker sets it too.
+    Written only when not already set: it is host-wide."""
+    try:
+        _set_sysctl("/proc/sys/net/ipv4/ip_forward", "1")
+        if ipv6:
+            _set_sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")
+    except OSError as exc:
+        raise _error("enabling IP forwarding", "net.ipv4.ip_forward", exc) from exc
