@@ -387,8 +387,15 @@ class NetworkManager:
 
     def release(self, container_id: str) -> None:
         """After the container stopped: port rules, veths, namespace file, addresses gone; idempotent."""
+        if not self._holds_anything(container_id):
+            return  # none/host mode, or already released: no lock, no pyroute2, no iptables
         with self._locked():
             self._release_locked(container_id)
+
+    def _holds_anything(self, container_id: str) -> bool:
+        if os.path.lexists(self.netns_path(container_id)) or self.store.ports_of(container_id):
+            return True
+        return any(e.active for e in self.store.endpoints_of(container_id))
 
     def _release_locked(self, container_id: str) -> None:
         from engine.net import links
