@@ -29,8 +29,8 @@ from engine.errors import CgroupError, UnsupportedSetting
 
 MOUNTINFO = "/proc/self/mountinfo"
 DEFAULT_PARENT = "pycompose"
-# v1 hierarchies a container joins; blkio only when mounted (stats only).
-V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "pids", "freezer", "blkio")
+# v1 hierarchies a container joins; blkio only when mounted (stats only); devices for the allow-list.
+V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "pids", "freezer", "blkio", "devices")
 V2_CONTROLLERS = ("cpu", "cpuset", "memory", "pids", "io")
 DEFAULT_CPU_PERIOD = 100_000  # µs, Docker's period for --cpus
 UNLIMITED_V1 = 1 << 60  # v1 reports "no limit" as a page-rounded LLONG_MAX
@@ -80,7 +80,7 @@ def parse_mountinfo(text: str) -> Layout:
             unified = mount_point
         elif fstype == "cgroup":
             for option in options:
-                if option in V1_CONTROLLERS or option in ("devices", "hugetlb", "net_cls", "perf_event"):
+                if option in V1_CONTROLLERS or option in ("hugetlb", "net_cls", "perf_event"):
                     v1.setdefault(option, mount_point)
     if v1:
         return Layout("hybrid" if unified else "v1", v1, unified)
@@ -205,6 +205,36 @@ def plan_v2(r: Resources) -> list[Write]:
         out.append(Write("cpu", "cpu.weight", str(shares_to_weight(r.cpu_shares)), "cpu_shares"))
     out += _cpuset_and_pids(r)
     return out
+
+
+# Docker's default device allow-list (runc's specconv.AllowedDevices, which dockerd adds for every
+# unprivileged container): mknod of any node, but read/write only of these. /dev/rtc is not in it (runc
+# dropped it long ago); devices passed with `devices:` would be appended here (not supported yet).
+DEFAULT_ALLOWED_DEVICES = (
+    "c *:* m",  # mknod of any character device...
+    "b *:* m",  # ...and block device: creating a node is harmless, opening it is what the list guards
+    "c 1:3 rwm",  # null
+    "c 1:8 rwm",  # random
+    "c 1:7 rwm",  # full
+    "c 5:0 rwm",  # tty
+    "c 1:5 rwm",  # zero
+    "c 1:9 rwm",  # urandom
+    "c 5:1 rwm",  # console
+    "c 136:* rwm",  # pts (a new devpts instance per container)
+    "c 5:2 rwm",  # ptmx
+    "c 10:200 rwm",  # net/tun
+)
+
+
+def plan_devices_v1(privileged: bool) -> list[Write]:
+    """The v1 devices-cgroup writes: privileged allows everything, else deny all then allow Docker's list.
+
+    Deny first: a fresh cgroup inherits its parent's allow-all, and `a` in devices.deny clears it.
+    """
+    if privileged:
+        return [Write("devices", "devices.allow", "a", "privileged")]
+    allow = [Write("devices", "devices.allow", rule, "devices") for rule in DEFAULT_ALLOWED_DEVICES]
+    return [Write("devices", "devices.deny", "a", "devices"), *allow]
 
 
 def _cpuset_and_pids(r: Resources) -> list[Write]:
@@ -379,8 +409,14 @@ class Cgroup:
 
     # -- limits ---------------------------------------------------------------------------------------
 
-    def apply(self, resources: Resources) -> None:
-        """Write every limit of `resources`; raises UnsupportedSetting naming what the host lacks."""
+    def apply(self, resources: Resources, *, privileged: bool = False) -> None:
+        """Write every limit of `resources` and the device allow-list (all devices when `privileged`);
+        raises UnsupportedSetting naming what the host lacks.
+
+        Pure v2 has no devices files: Docker (through runc) attaches an eBPF device program to the cgroup
+        instead. That is OUT OF SCOPE here: on pure v2 no device list is enforced (a container keeping
+        CAP_MKNOD could make and open a host device node). v1 and hybrid (this host) use devices.allow.
+        """
         if self.layout.mode == "v2":
             writes, base = plan_v2(resources), None
         else:
@@ -388,6 +424,8 @@ class Cgroup:
             if "memory" in self.v1:
                 current = _limit(_read(self.v1["memory"] / "memory.limit_in_bytes"))
                 writes = order_memsw_v1(writes, current)
+            if "devices" in self.v1:  # a v1 host without the devices hierarchy has no list to write
+                writes = writes + plan_devices_v1(privileged)
         for w in writes:
             directory = self.unified if base is None else base.get(w.controller)
             if directory is None:

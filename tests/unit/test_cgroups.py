@@ -302,3 +302,20 @@ def test_v1_oom_control_counter(tmp_path: Path) -> None:
     (group.v1["memory"] / "memory.limit_in_bytes").write_text("9223372036854771712\n")
     assert group.oom_killed()
     assert group.stats().memory_limit is None
+
+
+def test_devices_v1_denies_all_then_allows_dockers_list() -> None:
+    from engine.containers.cgroups import plan_devices_v1
+
+    writes = plan_devices_v1(False)
+    assert (writes[0].file, writes[0].value) == ("devices.deny", "a")
+    allowed = [w.value for w in writes[1:]]
+    assert all(w.file == "devices.allow" for w in writes[1:])
+    assert {"c *:* m", "b *:* m", "c 1:3 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm"} <= set(allowed)
+    assert not any(rule.startswith("b") and "r" in rule for rule in allowed)  # no block device is readable
+
+
+def test_devices_v1_privileged_allows_everything() -> None:
+    from engine.containers.cgroups import plan_devices_v1
+
+    assert [(w.file, w.value) for w in plan_devices_v1(True)] == [("devices.allow", "a")]
