@@ -30,7 +30,6 @@ PLANNED_COMMANDS = (
     "logs",
     "ls",
     "pause",
-    "port",
     "ps",
     "restart",
     "rm",
@@ -60,6 +59,8 @@ def build_parser() -> ArgumentParser:
         config,
         container,
         image,
+        network,
+        port,
         project_containers,
         project_images,
         version,
@@ -128,6 +129,8 @@ def build_parser() -> ArgumentParser:
     config.add_parser(subparsers)
     container.add_parser(subparsers)
     image.add_parser(subparsers)
+    network.add_parser(subparsers)
+    port.add_parser(subparsers)
     project_images.add_parser(subparsers)
     project_containers.add_parser(subparsers)
     version.add_parser(subparsers)
