@@ -203,16 +203,34 @@ def create_netns(path: str) -> None:
     Idempotent: an existing namespace file is kept."""
     if _is_netns_mount(path):
         return
+    created = mounted = False
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o444))
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+        os.close(fd)
+        created = True
+    except FileExistsError:
+        pass  # an empty file a crash left: bind onto it
+    except OSError as exc:
+        raise _error("creating network namespace", path, exc) from exc
+    try:
         with _thread_netns_saved():
             sc.unshare(sc.CLONE_NEWNET)
             sc.mount(_THREAD_NETNS, path, None, sc.MS_BIND)
+            mounted = True
             _loopback_up()
     except OSError as exc:
-        _remove_netns_file(path)
+        _undo_netns_file(path, created, mounted)
         raise _error("creating network namespace", path, exc) from exc
+
+
+def _undo_netns_file(path: str, created: bool, mounted: bool) -> None:
+    """Take back only what this call did (a path that was there before, e.g. a directory, stays)."""
+    with contextlib.suppress(OSError):
+        if mounted:
+            sc.umount2(path, sc.MNT_DETACH)
+        if created:
+            os.unlink(path)
 
 
 def _remove_netns_file(path: str) -> None:
