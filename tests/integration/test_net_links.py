@@ -82,13 +82,16 @@ def net() -> Iterator[Net]:
     try:
         yield state
     finally:
-        for name in links.link_names(f"pyctv{tag}"):
-            links.detach(name)
-        netns_dir = os.path.join(state.dir, "run", "netns")
-        for name in os.listdir(netns_dir) if os.path.isdir(netns_dir) else ():
-            links.delete_netns(os.path.join(netns_dir, name))
-        links.delete_bridge(state.bridge)
-        shutil.rmtree(state.dir, ignore_errors=True)
+        try:
+            for name in links.link_names(f"pyctv{tag}"):
+                links.detach(name)
+            netns_dir = os.path.join(state.dir, "run", "netns")
+            for name in os.listdir(netns_dir) if os.path.isdir(netns_dir) else ():
+                links.delete_netns(os.path.join(netns_dir, name))
+            links.delete_bridge(state.bridge)
+        finally:
+            if _mounted_under(state.dir) == 0:  # never rmtree through a live namespace bind
+                shutil.rmtree(state.dir, ignore_errors=True)
 
 
 def _ip(*args: str, netns: str | None = None) -> list[dict]:
@@ -100,6 +103,11 @@ def _mounted(path: str) -> int:
     """How many mounts sit on `path` (field 5 of mountinfo is the mount point)."""
     with open("/proc/self/mountinfo", encoding="utf-8") as f:
         return sum(1 for line in f if line.split()[4] == path)
+
+
+def _mounted_under(directory: str) -> int:
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        return sum(1 for line in f if line.split()[4].startswith(directory + "/"))
 
 
 def _thread_netns() -> str:
