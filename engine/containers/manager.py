@@ -423,7 +423,8 @@ class ContainerManager:
         first, t0 = group.stats(), time.monotonic()
         time.sleep(interval)
         second, t1 = group.stats(), time.monotonic()
-        return stats_row(record, first, second, t1 - t0)
+        networks = container_networks(record["pid"], self.spec_of(record).network_mode)
+        return stats_row(record, first, second, t1 - t0, networks=networks)
 
     def top(self, id_or_name: str) -> dict[str, Any]:
         """The container's processes as `docker top` shows them (ps -ef columns), from /proc."""
@@ -590,13 +591,21 @@ def _ns(seconds: float | None) -> int:
     return int((seconds or 0) * 1e9)
 
 
-def stats_row(record: dict[str, Any], first: Any, second: Any, elapsed: float) -> dict[str, Any]:
+def stats_row(
+    record: dict[str, Any],
+    first: Any,
+    second: Any,
+    elapsed: float,
+    *,
+    networks: dict[str, dict[str, int]] | None = None,
+) -> dict[str, Any]:
     """Docker's columns from two CgroupStats samples `elapsed` seconds apart.
 
     CPU % is container CPU time over wall time (100 % = one full core, as docker's multi-core figure);
     MEM USAGE subtracts the inactive file cache, as docker does; the limit is the host's memory when
-    the container has none.
+    the container has none. NET I/O sums `networks` (container_networks: per interface, lo excluded).
     """
+    networks = networks or {}
     cpu = 0.0
     if first.cpu_usage_ns is not None and second.cpu_usage_ns is not None and elapsed > 0:
         cpu = max(0, second.cpu_usage_ns - first.cpu_usage_ns) / (elapsed * 1e9) * 100.0
@@ -612,7 +621,49 @@ def stats_row(record: dict[str, Any], first: Any, second: Any, elapsed: float) -
         "PIDs": second.pids_current or 0,
         "BlockRead": second.blkio_read_bytes or 0,
         "BlockWrite": second.blkio_write_bytes or 0,
+        "NetRx": sum(n["rx_bytes"] for n in networks.values()),
+        "NetTx": sum(n["tx_bytes"] for n in networks.values()),
+        "Networks": networks,
     }
+
+
+# /proc/net/dev columns after "iface:": 8 receive then 8 transmit counters; docker's stats JSON keeps these
+NET_DEV_FIELDS = {
+    "rx_bytes": 0,
+    "rx_packets": 1,
+    "rx_errors": 2,
+    "rx_dropped": 3,
+    "tx_bytes": 8,
+    "tx_packets": 9,
+    "tx_errors": 10,
+    "tx_dropped": 11,
+}
+
+
+def parse_net_dev(text: str) -> dict[str, dict[str, int]]:
+    """Interface -> docker's `networks` counters, from a /proc/<pid>/net/dev text; lo is left out, as
+    docker counts only the container's own interfaces. Big counters touch the colon ("eth0:1234")."""
+    out: dict[str, dict[str, int]] = {}
+    for line in text.splitlines()[2:]:
+        name, sep, rest = line.partition(":")
+        values = rest.split()
+        if not sep or len(values) < 16 or name.strip() == "lo":
+            continue
+        out[name.strip()] = {key: int(values[i]) for key, i in NET_DEV_FIELDS.items()}
+    return out
+
+
+def container_networks(pid: int | None, network_mode: str) -> dict[str, dict[str, int]]:
+    """The counters of the network namespace the container's PID 1 lives in (its own, or the one it
+    shares with `container:`). Host mode has none of its own, so nothing (docker shows 0B / 0B too);
+    a process that is gone reads as no interfaces."""
+    if not pid or network_mode == "host":
+        return {}
+    try:
+        text = Path(f"/proc/{pid}/net/dev").read_text()
+    except OSError:
+        return {}
+    return parse_net_dev(text)
 
 
 def host_memory() -> int:

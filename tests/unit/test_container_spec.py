@@ -208,3 +208,35 @@ def test_image_healthcheck_none_and_durations():
         "CMD",
         "check",
     )
+
+
+NET_DEV = """Inter-|   Receive                                                |  Transmit
+ face |bytes packets errs drop fifo frame compressed multicast|bytes packets errs drop fifo colls carrier
+    lo: 840 10 0 0 0 0 0 0 840 10 0 0 0 0 0 0
+  eth0:1234567890 12 1 2 0 0 0 0 648 8 3 4 0 0 0 0
+  eth1:     100 1 0 0 0 0 0 0 200 2 0 0 0 0 0 0
+"""
+
+
+def test_parse_net_dev_skips_lo_and_reads_docker_counters():
+    from engine.containers.manager import parse_net_dev
+
+    parsed = parse_net_dev(NET_DEV)
+    assert set(parsed) == {"eth0", "eth1"}
+    assert parsed["eth0"] == {
+        "rx_bytes": 1234567890, "rx_packets": 12, "rx_errors": 1, "rx_dropped": 2,
+        "tx_bytes": 648, "tx_packets": 8, "tx_errors": 3, "tx_dropped": 4,
+    }  # fmt: skip
+    assert parse_net_dev(NET_DEV.split("  eth0")[0]) == {}  # only lo
+
+
+def test_stats_row_sums_networks():
+    from engine.containers.cgroups import CgroupStats
+    from engine.containers.manager import parse_net_dev, stats_row
+
+    networks = parse_net_dev(NET_DEV)
+    row = stats_row({"id": "a", "name": "w"}, CgroupStats(), CgroupStats(), 1.0, networks=networks)
+    assert (row["NetRx"], row["NetTx"]) == (1234567990, 848)
+    assert row["Networks"] is networks
+    bare = stats_row({"id": "a", "name": "w"}, CgroupStats(), CgroupStats(), 1.0)
+    assert (bare["NetRx"], bare["NetTx"], bare["Networks"]) == (0, 0, {})
