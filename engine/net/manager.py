@@ -40,7 +40,7 @@ from engine.net.types import (
 )
 from engine.state.root import StateRoot
 
-BRIDGE_PREFIX = "pyc-"  # our bridges: pyc-<12 hex> unless driver_opts name one
+BRIDGE_PREFIX = "pyc-"  # our bridges: pyc-<11 hex> unless driver_opts name one (IFNAMSIZ: 15 chars)
 VETH_PREFIX = "pv"  # host-side veths: pv<10 hex of the container id><index in hex>
 LOCK_NAME = "network"
 RUNNING_STATES = ("running", "paused", "restarting")
@@ -110,7 +110,7 @@ class NetworkManager:
         with self._locked():
             in_use = [*self.store.subnets_in_use(), *ipam.host_routes()]
             subnets = ipam.plan_subnets(spec.ipam, in_use, enable_ipv6=spec.enable_ipv6, seed=spec.name)
-            bridge = _option(spec, OPT_BRIDGE_NAME) or BRIDGE_PREFIX + os.urandom(6).hex()
+            bridge = _option(spec, OPT_BRIDGE_NAME) or BRIDGE_PREFIX + os.urandom(6).hex()[:11]
             network = self.store.create(spec, subnets, bridge, mtu)
             try:
                 links.ensure_bridge(bridge, [f"{s.gateway}/{_prefix(s.subnet)}" for s in subnets], mtu)
