@@ -54,6 +54,7 @@ class ContainerManager:
         self.cgroup_parent = cgroup_parent or os.environ.get(CGROUP_PARENT_ENV) or DEFAULT_PARENT
         self.images = records.bind_image_hooks(ImageStore(root), self.db)
         self.volumes = VolumeStore(root)
+        self._networks = None
 
     # -- lookup ----------------------------------------------------------------------------------------
 
@@ -96,11 +97,22 @@ class ContainerManager:
             self._drop_volumes(anonymous)
             raise
         try:
+            if spec.network_mode == "bridge" and spec.networks:
+                self.networks.register(spec)  # the networks exist, static addresses fit
             self._prepare(spec)
         except BaseException:
             self._undo_create(spec.id, anonymous)
             raise
         return self.get(record["id"])
+
+    @property
+    def networks(self):  # type: ignore[no-untyped-def]
+        """The network manager of this root (engine.net), made on first use."""
+        if self._networks is None:
+            from engine.net.manager import NetworkManager
+
+            self._networks = NetworkManager(self.root)
+        return self._networks
 
     def _complete(self, spec: ContainerSpec) -> ContainerSpec:
         cid = spec.id or os.urandom(32).hex()
@@ -164,6 +176,8 @@ class ContainerManager:
     def _undo_create(self, cid: str, anonymous: list[str]) -> None:
         with contextlib.suppress(EngineError, OSError):
             spawn.cleanup(self.root, cid)
+        with contextlib.suppress(EngineError, OSError):
+            self.networks.unregister(cid)
         self.volumes.release_all(cid)
         self._drop_volumes(anonymous)
         with contextlib.suppress(ContainerNotFound):
@@ -296,6 +310,8 @@ class ContainerManager:
         with contextlib.suppress(errors.CgroupError):
             self._cgroup(cid).remove()
         spawn.cleanup(self.root, cid)
+        self.networks.release(cid)  # a crashed supervisor may have left the namespace and addresses
+        self.networks.unregister(cid)
         used = self.volumes.release_all(cid)
         if volumes:
             self._drop_volumes([n for n in used if self._is_anonymous(n)])
@@ -335,7 +351,34 @@ class ContainerManager:
     def inspect(self, id_or_name: str) -> dict[str, Any]:
         """The document `docker container inspect` prints, for the fields we have."""
         record = self.get(id_or_name)
-        return inspect_document(record, self.spec_of(record))
+        spec = self.spec_of(record)
+        document = inspect_document(record, spec)
+        document["NetworkSettings"] = self._network_settings(record["id"])
+        return document
+
+    def _network_settings(self, cid: str) -> dict[str, Any]:
+        """docker inspect's NetworkSettings: Networks by name (address, gateway, MAC, aliases) and Ports."""
+        from engine.net.store import NetworkStore
+
+        store = NetworkStore(self.db)
+        networks: dict[str, Any] = {}
+        for ep in store.endpoints_of(cid):
+            network = store.get(ep.network_id)
+            subnet = network.subnets[0] if network.subnets else None
+            networks[network.name] = {
+                "NetworkID": network.id,
+                "IPAddress": ep.ipv4 or "",
+                "IPPrefixLen": int(subnet.subnet.rpartition("/")[2]) if subnet and ep.ipv4 else 0,
+                "Gateway": subnet.gateway if subnet and ep.ipv4 else "",
+                "GlobalIPv6Address": ep.ipv6 or "",
+                "MacAddress": ep.mac or "",
+                "Aliases": list(ep.names),
+            }
+        ports: dict[str, Any] = {}
+        for port in store.ports_of(cid):
+            binding = {"HostIp": port.host_ip, "HostPort": str(port.host_port)}
+            ports.setdefault(f"{port.container_port}/{port.protocol}", []).append(binding)
+        return {"Networks": networks, "Ports": ports}
 
     def logs(
         self,
