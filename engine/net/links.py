@@ -74,9 +74,13 @@ def _ignoring(codes: tuple[int, ...], fn: Any, *args: Any, **kwargs: Any) -> Any
         return None
 
 
-def _index(ipr: Any, name: str) -> int | None:
-    found = ipr.link_lookup(ifname=name)
-    return found[0] if found else None
+def _index(name: str) -> int | None:
+    """Index of link `name` in the calling thread's netns, or None. An ioctl: a netlink
+    `link_lookup` dumps every link (about 0.8 ms here)."""
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        return None
 
 
 def _family(addr: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> int:
@@ -131,10 +135,10 @@ def ensure_bridge(name: str, addresses: Sequence[str], mtu: int = 1500) -> None:
     cidrs = _parse_cidrs(addresses, name)
     try:
         with _iproute() as ipr:
-            index = _index(ipr, name)
+            index = _index(name)
             if index is None:
                 ipr.link("add", ifname=name, kind="bridge", mtu=mtu, address=_random_mac())
-                index = _index(ipr, name)
+                index = _index(name)
             else:
                 ipr.link("set", index=index, mtu=mtu)
             for iface in cidrs:
@@ -152,7 +156,7 @@ def delete_bridge(name: str) -> None:
 
 def _delete_by_name(ipr: Any, name: str) -> bool:
     """Delete link `name` if it exists; True when there was one."""
-    index = _index(ipr, name)
+    index = _index(name)
     if index is not None:
         _ignoring((errno.ENODEV,), ipr.link, "del", index=index)
     return index is not None
@@ -274,7 +278,7 @@ def _add_veth(ipr: Any, host_veth: str, master: int, peer: dict[str, Any], mtu: 
 def _configure_inside(ifname: str, cidrs: list[Any], gateways: list[Any]) -> None:
     """Inside the target netns: addresses, link up, default routes."""
     with _iproute() as ipr:
-        index = _index(ipr, ifname)
+        index = _index(ifname)
         if index is None:
             raise NetworkError("the veth peer did not arrive in the namespace", subject=ifname)
         for iface in cidrs:
@@ -331,7 +335,7 @@ def _attach(
     step = "creating veth"
     try:
         with _iproute() as ipr:
-            master = _index(ipr, bridge)
+            master = _index(bridge)
             if master is None:
                 raise NetworkError("no such bridge", subject=bridge)
             _add_veth(ipr, host_veth, master, peer, mtu)
