@@ -771,12 +771,18 @@ def _tty_name(tty_nr: int) -> str:
 
 
 def volume_sources(volumes: VolumeStore, spec: ContainerSpec) -> dict[str, rootfs.VolumeSource]:
-    """Volume name -> what spawn.start mounts: the host directory of a plain volume, else the volume's
-    (type, source, options) from VolumeStore.mount_source (tmpfs, or an `o=bind` device with flags)."""
+    """Volume name -> what spawn.start mounts: the shared host directory (a plain volume, or a tmpfs/nfs
+    volume mounted on the host by VolumeStore.acquire_mounts), else (type, source, options) from
+    VolumeStore.mount_source (an `o=bind` device with flags; a filesystem volume nobody acquired gets
+    a private mount of its own, the behaviour before acquire_mounts is called by the supervisor)."""
     sources: dict[str, rootfs.VolumeSource] = {}
     for mount in spec.mounts:
         if mount.type == "volume" and mount.source:
             volume = volumes.get(mount.source)
+            shared = volumes.host_source(volume)
+            if shared is not None:
+                sources[mount.source] = shared
+                continue
             kind, source, options = volumes.mount_source(volume)
             plain = kind == "bind" and not options
             sources[mount.source] = source if plain else (kind, source, options)

@@ -1,10 +1,10 @@
 """Named volumes: a directory under the state root, a row in the database, and Docker's copy-up.
 
 A volume is `volumes/<name>/_data` plus a `volumes` row (driver, driver_opts, labels, creation time).
-`local` volumes with driver_opts (`o=bind` of a host path, `type=tmpfs`, any other filesystem) are not
-mounted here: they are mounted by the container's rootfs code at start, from `mount_source()`, so nothing
-stays mounted on the host between containers. Which containers use a volume is recorded in
-`volume_users`; a volume in use is never removed. Only `remove()` and `prune()` delete a volume.
+`local` volumes with driver_opts for a filesystem (`type=tmpfs`, nfs, ...) are mounted once on the host
+at `_data` while containers run and shared by them (`acquire_mounts` / `release_mounts`, see mounts.py);
+`o=bind` volumes bind their device directly. Which containers use a volume is recorded in
+`volume_users`; a volume in use or mounted is never removed. Only `remove()` and `prune()` delete one.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 
 from engine.errors import VolumeError, VolumeInUse, VolumeNotFound
 from engine.state.root import StateRoot, remove_tree
+from engine.volumes.mounts import HostMounts, needs_host_mount
 
 LOCAL = "local"
 ANONYMOUS_LABEL = "com.docker.volume.anonymous"  # docker's mark on anonymous volumes (prune's default)
@@ -68,6 +69,7 @@ class VolumeStore:
         self.root = root
         self.db = root.db
         self.volumes_dir = root.path / "volumes"
+        self.host_mounts = HostMounts(root, self.db, self.volumes_dir)
 
     # -- create / read ---------------------------------------------------------------------------------
 
@@ -157,6 +159,35 @@ class VolumeStore:
             self.db.execute("DELETE FROM volume_users WHERE container = ?", (container,))
         return sorted(row[0] for row in rows)
 
+    # -- shared host mounts (the supervisor calls these around each container start) -----------------
+
+    def acquire_mounts(self, container_id: str, names: Iterable[str]) -> list[str]:
+        """Before spawn: mount each volume with filesystem driver_opts at its `_data` (if not yet) and
+        hold it for `container_id`; others are skipped. Returns the names held (undone on failure)."""
+        volumes = [(name, dict(self.get(name).options)) for name in dict.fromkeys(names)]
+        return self.host_mounts.acquire(container_id, volumes)
+
+    def release_mounts(self, container_id: str) -> list[str]:
+        """After the container exited: drop its holds; a volume no running container holds is unmounted.
+        Idempotent; returns the names it held."""
+        return self.host_mounts.release(container_id)
+
+    def sweep_mounts(self) -> list[str]:
+        """Unmount every volume no running container needs (after a crash); returns those still mounted."""
+        return self.host_mounts.sweep_all()
+
+    def is_mounted(self, name: str) -> bool:
+        return self.host_mounts.is_mounted(name)
+
+    def host_source(self, volume: Volume) -> str | None:
+        """The shared host directory a container binds for this volume: `_data` of a plain volume, or of
+        a filesystem volume while acquired (mounted); None for an `o=bind` volume (see mount_source)."""
+        if not volume.options:
+            return str(volume.mountpoint)
+        if needs_host_mount(volume.options) and self.is_mounted(volume.name):
+            return str(volume.mountpoint)
+        return None
+
     # -- remove / prune --------------------------------------------------------------------------------
 
     def remove(self, name: str, *, force: bool = False) -> bool:
@@ -171,6 +202,7 @@ class VolumeStore:
                         return False
                     raise VolumeNotFound(f"no such volume: {name}", subject=name)
                 self._refuse_in_use(name)
+                self._refuse_mounted(name)
                 self.db.execute("DELETE FROM volumes WHERE name = ?", (name,))
             remove_tree(self.volumes_dir / name)
         return True
@@ -195,7 +227,7 @@ class VolumeStore:
                 if not labels_match(volume.labels, wanted, unwanted):
                     continue
                 with self.db.transaction():
-                    if self.users(volume.name):
+                    if self.users(volume.name) or self.host_mounts.sweep(volume.name):
                         continue
                     self.db.execute("DELETE FROM volumes WHERE name = ?", (volume.name,))
                 report.reclaimed += disk_usage(self.volumes_dir / volume.name)
@@ -221,7 +253,10 @@ class VolumeStore:
         return (volume.options.get("type", ""), device, flags)
 
     def data_path(self, volume: Volume) -> Path | None:
-        """The host directory holding the volume's files; None for a filesystem mounted per container."""
+        """The host directory holding the volume's files; None for a filesystem volume not mounted now."""
+        shared = self.host_source(volume)
+        if shared is not None:
+            return Path(shared)
         kind, source, _ = self.mount_source(volume)
         return Path(source) if kind == "bind" else None
 
@@ -315,6 +350,13 @@ class VolumeStore:
             data.chmod(0o755)  # not subject to the umask, like docker's
         except OSError as exc:
             raise VolumeError(f"cannot create the volume directory: {exc.strerror}", subject=name) from exc
+
+    def _refuse_mounted(self, name: str) -> None:
+        """A mounted filesystem volume is in use even without a user row (a crash's leftover is swept
+        first); deleting the directory would otherwise reach into the live filesystem."""
+        if self.host_mounts.sweep(name):
+            holders = ", ".join(self.host_mounts.holders(name))
+            raise VolumeInUse(f"volume is mounted - [{holders}]", subject=name)
 
     def _refuse_in_use(self, name: str) -> None:
         users = self.users(name)
