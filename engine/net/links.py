@@ -23,8 +23,10 @@ import os
 import secrets
 import socket
 import struct
-from collections.abc import Iterator, Sequence
-from typing import Any
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 from engine.containers import syscalls as sc
 from engine.errors import AddressUnavailable, NetworkError
@@ -35,6 +37,9 @@ _IFF_UP = 0x1
 _IFA_F_NODAD = 0x02  # IPv6 addresses usable at once: a fresh veth has no duplicate to detect
 _THREAD_NETNS = "/proc/thread-self/ns/net"
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 
 @functools.cache
 def _pyroute2() -> Any:
@@ -42,6 +47,37 @@ def _pyroute2() -> Any:
     import pyroute2
 
     return pyroute2
+
+
+def _off_loop(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run `fn` in a helper thread when the caller's thread runs an asyncio loop: pyroute2's
+    synchronous IPRoute drives its requests with `run_until_complete` on the thread's running loop,
+    which fails there (the supervisor daemon is asyncio). The caller still blocks until it is done;
+    from a coroutine prefer `loop.run_in_executor(None, fn, ...)`. Each call's setns stays in the one
+    thread that runs it."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        asyncio = sys.modules.get("asyncio")  # not imported: no loop can be running
+        if asyncio is None or not asyncio._get_running_loop():
+            return fn(*args, **kwargs)
+        outcome: list[Any] = []
+
+        def run() -> None:
+            try:
+                outcome.append((True, fn(*args, **kwargs)))
+            except BaseException as exc:  # handed back to the caller's thread
+                outcome.append((False, exc))
+
+        worker = threading.Thread(target=run, name=f"netlink-{fn.__name__}")
+        worker.start()
+        worker.join()
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value
+
+    return wrapper
 
 
 def _iproute() -> Any:
@@ -129,6 +165,7 @@ def _random_mac() -> str:
     return ":".join(f"{b:02x}" for b in raw)
 
 
+@_off_loop
 def ensure_bridge(name: str, addresses: Sequence[str], mtu: int = 1500) -> None:
     """Create (if missing) and bring up bridge `name` with the gateway `addresses` (CIDR: "172.18.0.1/16"),
     its MTU, and `route_localnet=1` (DNAT to 127.0.0.1 needs it). Idempotent."""
@@ -149,6 +186,7 @@ def ensure_bridge(name: str, addresses: Sequence[str], mtu: int = 1500) -> None:
         raise _error("creating bridge", name, exc) from exc
 
 
+@_off_loop
 def delete_bridge(name: str) -> None:
     """Delete the bridge (its attached host veths go with it); no error if it is missing."""
     _delete_link(name, "deleting bridge")
@@ -289,6 +327,7 @@ def _configure_inside(ifname: str, cidrs: list[Any], gateways: list[Any]) -> Non
             ipr.route("add", dst=dst, gateway=str(gw), oif=index, family=_family(gw))
 
 
+@_off_loop
 def attach(
     netns_path: str,
     bridge: str,
@@ -351,11 +390,13 @@ def _attach(
         raise _error(step, host_veth, exc) from exc
 
 
+@_off_loop
 def detach(host_veth: str) -> None:
     """Delete the host-side veth explicitly (the kernel may take seconds after the namespace dies)."""
     _delete_link(host_veth, "deleting veth")
 
 
+@_off_loop
 def link_names(prefix: str) -> list[str]:
     """Names of host links starting with `prefix` (sweeping what a crash left)."""
     with _iproute() as ipr:

@@ -7,6 +7,7 @@ stays between namespaces the test made.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import os
@@ -252,3 +253,23 @@ def test_enable_forwarding_in_a_test_namespace(net: Net) -> None:
         sc.setns(saved, sc.CLONE_NEWNET)
         os.close(saved)
         os.close(nsfd)
+
+
+def test_calls_from_a_running_asyncio_loop(net: Net) -> None:
+    """The supervisor is asyncio: pyroute2's sync API cannot run on a thread with a running loop."""
+    path = net.ns("a")
+
+    async def main() -> None:
+        before = _thread_netns()
+        links.ensure_bridge(net.bridge, [net.cidr(1)])
+        links.create_netns(path)
+        links.attach(path, net.bridge, net.veth(0), "eth0", [net.cidr(2)], gateway=net.addr(1))
+        assert links.link_names(net.veth(0)) == [net.veth(0)]
+        with pytest.raises(NetworkError, match="unreachable"):  # errors cross back from the helper thread
+            links.attach(path, net.bridge, net.veth(1), "eth1", [net.cidr(3)], gateway="192.0.2.1")
+        links.detach(net.veth(0))
+        assert links.link_names(f"pyctv{net.tag}") == []
+        assert _thread_netns() == before
+
+    asyncio.run(main())
+    assert [i["ifname"] for i in _ip("link", "show", netns=path)] == ["lo"]  # eth0 went with its pair
