@@ -404,3 +404,13 @@ def json_inspect(tmp_path, name):
     import json
 
     return json.loads(_cli(tmp_path, "inspect", name)[1])[0]
+
+
+def test_only_filesystem_driver_opts_need_a_host_mount():
+    from engine.volumes.mounts import needs_host_mount
+
+    assert needs_host_mount({"type": "tmpfs", "device": "tmpfs", "o": "size=1m"})
+    assert needs_host_mount({"type": "nfs", "device": ":/export", "o": "addr=10.0.0.1,ro"})
+    assert not needs_host_mount({})
+    assert not needs_host_mount({"type": "none", "device": "/srv", "o": "bind"})
+    assert not needs_host_mount({"type": "none", "device": "/srv", "o": "rbind,ro"})
