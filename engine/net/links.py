@@ -378,13 +378,17 @@ def _attach(
             if master is None:
                 raise NetworkError("no such bridge", subject=bridge)
             _add_veth(ipr, host_veth, master, peer, mtu)
-            step = f"configuring {ifname} in the namespace"
             try:
+                step = "setting hairpin mode"
+                # published ports are kernel DNAT: a container reaching its own port through a host
+                # address comes back out of the bridge port it left by (Docker sets it likewise)
+                ipr.brport("set", index=_index(host_veth), mode=1)
+                step = f"configuring {ifname} in the namespace"
                 with _thread_netns_saved():
                     sc.setns(nsfd, sc.CLONE_NEWNET)
                     _configure_inside(ifname, cidrs, gateways)
             except BaseException:
-                _delete_by_name(ipr, host_veth)
+                _delete_by_name(ipr, host_veth)  # the peer goes with it: nothing is left
                 raise
     except (OSError, _pyroute2().NetlinkError) as exc:
         raise _error(step, host_veth, exc) from exc

@@ -188,6 +188,7 @@ def test_attach_sets_address_mac_mtu_and_routes(net: Net) -> None:
     (host,) = _ip("-d", "link", "show", net.veth(0))
     assert host["master"] == net.bridge and host["mtu"] == 1450 and "UP" in host["flags"]
     assert host["linkinfo"]["info_kind"] == "veth"
+    assert host["linkinfo"]["info_slave_data"]["hairpin"] is True
 
 
 def test_two_namespaces_on_one_bridge_reach_each_other(net: Net) -> None:
