@@ -29,7 +29,7 @@ from engine.containers.manager import ContainerManager
 from engine.containers.spec import ContainerSpec, NetworkAttachment, NetworkSetup, PortBinding, Process
 from engine.errors import NetworkInUse, NetworkNotFound
 from engine.net import firewall, links
-from engine.net.manager import NetworkManager
+from engine.net.manager import NetworkManager, host_nameservers
 from engine.net.types import IpamPool, NetworkSpec
 from engine.state.root import StateRoot
 
@@ -288,3 +288,23 @@ def test_container_inspect_and_remove_through_the_container_manager(h):
     with pytest.raises(NetworkNotFound):
         h.create(networks=("pyct-missing",))
     assert records.list_all(h.root.db) == []
+
+
+def test_names_for_the_resolver_honour_links_for_the_asker_only(h):
+    name = h.network()
+    server = h.create(networks=(NetworkAttachment(name, aliases=("db",)),), hostname="dbhost")
+    client = h.create(networks=(name,), links=((server.name, "database"),), dns=("192.0.2.53",))
+    h.net.prepare(server)
+    h.net.prepare(client)
+    server_ip = h.net.store.endpoints_of(server.id)[0].ipv4
+    client_ip = h.net.store.endpoints_of(client.id)[0].ipv4
+    names = h.net.names()
+    for asked in ("db", "DB.", server.name, "dbhost", server.id[:12], "database"):
+        assert names.lookup(client_ip, asked) == ([server_ip], []), asked
+    assert names.lookup(server_ip, "database") is None  # the link alias is the client's alone
+    assert names.lookup(client_ip, "example.org") is None
+    assert names.reverse(client_ip, server_ip) is not None
+    assert names.upstreams(client_ip) == ["192.0.2.53"]
+    assert names.upstreams(server_ip) == host_nameservers()
+    h.net.release(server.id)
+    assert names.lookup(client_ip, "db") in (None, ([], []))
