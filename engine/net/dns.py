@@ -391,7 +391,10 @@ class Responder:
         """Listen on exactly these addresses (UDP and TCP); new ones opened, gone ones closed.
 
         Raises NetworkError naming the addresses that could not be bound, after opening all others."""
-        wanted = {str(ipaddress.ip_address(a)) for a in addresses}
+        try:
+            wanted = {str(ipaddress.ip_address(a)) for a in addresses}
+        except ValueError as exc:
+            raise NetworkError(f"cannot listen for DNS: {exc}", subject="dns") from None
         async with self._lock:
             for address in set(self._listeners) - wanted:
                 await self._close_listener(address)
@@ -533,7 +536,12 @@ class Responder:
     async def _forward(self, data: bytes, query: Query, client_ip: str, *, tcp: bool) -> bytes:
         """The first upstream's answer, relayed unchanged; SERVFAIL when none answers."""
         ours = set(self.listening().items())
-        for server in self.names.upstreams(client_ip)[:MAX_UPSTREAMS]:
+        try:
+            servers = self.names.upstreams(client_ip)[:MAX_UPSTREAMS]
+        except Exception as exc:  # the state database: the asker gets SERVFAIL, not silence
+            self._throttle.warn("dns: upstreams for %s: %s", client_ip, exc)
+            servers = []
+        for server in servers:
             try:
                 host, port = split_server(server)
                 if (str(ipaddress.ip_address(host)), port) in ours:

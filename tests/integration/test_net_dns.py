@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from engine.errors import NetworkError
 from engine.net.dns import Responder
 
 pytestmark = pytest.mark.root
@@ -378,6 +379,22 @@ def test_sync_opens_and_closes_and_close_releases_ports(net: str) -> None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.bind((second, port2))  # free again
         assert answers(await w.dig("db")) == ["10.77.0.5"]
+
+    run_world(net, scenario)
+
+
+def test_ipv6_listener_and_bad_addresses(net: str) -> None:
+    async def scenario(w: World) -> None:
+        await w.responder.sync([net + "1", "::1"])
+        port6 = w.responder.listening()["::1"]
+        proc = await asyncio.create_subprocess_exec(
+            "dig", "@::1", "-p", str(port6), "+tries=1", "+time=3", "+short", "x.example",
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
+        assert (await proc.communicate())[0].decode().split() == ["192.0.2.1"]  # ::1 is no client of ours
+        with pytest.raises(NetworkError):
+            await w.responder.sync([net + "1", "not-an-address"])
+        assert set(w.responder.listening()) == {net + "1", "::1"}  # a refused sync changes nothing
 
     run_world(net, scenario)
 
