@@ -125,11 +125,68 @@ def _migrate_to_v4(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX containers_state ON containers (state)")
 
 
+_SCHEMA_V5 = (
+    """CREATE TABLE networks (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        bridge TEXT NOT NULL UNIQUE,
+        spec TEXT NOT NULL,
+        subnets TEXT NOT NULL,
+        mtu INTEGER NOT NULL,
+        created TEXT NOT NULL)""",
+    """CREATE TABLE endpoints (
+        container_id TEXT NOT NULL REFERENCES containers (id) ON DELETE CASCADE,
+        network_id TEXT NOT NULL REFERENCES networks (id),
+        position INTEGER NOT NULL,
+        names TEXT NOT NULL,
+        static_ipv4 TEXT NULL,
+        static_ipv6 TEXT NULL,
+        static_mac TEXT NULL,
+        mac TEXT NULL,
+        ipv4 TEXT NULL,
+        ipv6 TEXT NULL,
+        host_veth TEXT NULL,
+        active INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (container_id, network_id))""",
+    # the database itself refuses a second holder of an address, whatever the code does
+    "CREATE UNIQUE INDEX endpoints_network_ipv4 ON endpoints (network_id, ipv4)",
+    "CREATE UNIQUE INDEX endpoints_network_ipv6 ON endpoints (network_id, ipv6)",
+    "CREATE INDEX endpoints_ipv4 ON endpoints (ipv4)",
+    "CREATE INDEX endpoints_ipv6 ON endpoints (ipv6)",
+    """CREATE TABLE endpoint_names (
+        network_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        container_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        PRIMARY KEY (network_id, name, container_id),
+        FOREIGN KEY (container_id, network_id) REFERENCES endpoints (container_id, network_id)
+            ON DELETE CASCADE)""",
+    "CREATE INDEX endpoint_names_endpoint ON endpoint_names (container_id, network_id)",
+    """CREATE TABLE published_ports (
+        container_id TEXT NOT NULL REFERENCES containers (id) ON DELETE CASCADE,
+        protocol TEXT NOT NULL,
+        host_ip TEXT NOT NULL,
+        host_port INTEGER NOT NULL,
+        container_port INTEGER NOT NULL,
+        container_ip TEXT NOT NULL,
+        bridge TEXT NOT NULL,
+        UNIQUE (host_ip, host_port, protocol))""",
+    "CREATE INDEX published_ports_container ON published_ports (container_id)",
+)
+
+
+def _migrate_to_v5(conn: sqlite3.Connection) -> None:
+    """Networks, the endpoints joining containers to them (addresses, DNS names), published ports."""
+    for statement in _SCHEMA_V5:
+        conn.execute(statement)
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _migrate_to_v1,
     _migrate_to_v2,
     _migrate_to_v3,
     _migrate_to_v4,
+    _migrate_to_v5,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
