@@ -184,6 +184,22 @@ def kernel_last_cap() -> int:
         return LAST_CAP
 
 
+def bounding_caps() -> frozenset[str]:
+    """The capabilities this process may still hand on (its bounding set, `CapBnd`).
+
+    A container can never get more; asking for more (privileged, `cap_add: ALL`) on a host or sandbox that
+    withholds some would make capset fail with EPERM, so the plan is cut to this set first.
+    """
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("CapBnd:"):
+                    return mask_caps(int(line.split()[1], 16))
+    except OSError:
+        pass
+    return ALL_CAPS
+
+
 def _drop_bounding(keep_mask: int, last: int) -> None:
     """Drop every capability not kept from the bounding set (needs CAP_SETPCAP, so do it first)."""
     for number in range(last + 1):

@@ -157,6 +157,7 @@ def check_oom_score_adj(value: int | None) -> int | None:
 def plan_security(security: Security, *, host_network: bool = False, host_ipc: bool = False) -> SecurityPlan:
     """Check and compile a container's security settings (in the parent: errors come out here)."""
     caps = capabilities.effective_caps(security.cap_add, security.cap_drop, privileged=security.privileged)
+    caps &= capabilities.bounding_caps()  # `privileged` or `ALL` on a host that withholds some: what we hold
     return SecurityPlan(
         caps=caps,
         rlimits=check_ulimits(security.ulimits),

@@ -310,3 +310,17 @@ def test_bpf_is_fast_enough() -> None:
         seccomp.filter_for(None, capabilities.DEFAULT_CAPS)
     per_call_ms = (time.perf_counter() - start) / 20 * 1000
     assert per_call_ms < 20, per_call_ms
+
+
+def test_privileged_gets_every_capability_this_process_can_hand_on() -> None:
+    """`privileged` on a host whose bounding set withholds some capabilities (this VM lacks
+    CAP_SYS_RESOURCE) must still start: it gets exactly the caller's bounding set, not an EPERM."""
+    bounding = int(status()["CapBnd"], 16)
+
+    def body() -> dict[str, str]:
+        security.apply_process_security(Security(privileged=True))
+        return status()
+
+    st = in_child(body)
+    assert int(st["CapEff"], 16) == bounding and int(st["CapBnd"], 16) == bounding
+    assert capabilities.caps_mask(capabilities.bounding_caps()) == bounding
