@@ -13,6 +13,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import tarfile
 import time
 import urllib.request
@@ -308,3 +309,53 @@ def test_names_for_the_resolver_honour_links_for_the_asker_only(h):
     assert names.upstreams(server_ip) == host_nameservers()
     h.net.release(server.id)
     assert names.lookup(client_ip, "db") in (None, ([], []))
+
+
+RESPONDER = """
+import asyncio, sys
+from engine.net.dns import Responder
+from engine.net.manager import NetworkManager
+from engine.state.root import StateRoot
+
+async def main():
+    with StateRoot.open(sys.argv[1]) as root:
+        manager = NetworkManager(root)
+        responder = Responder(manager.names())
+        await responder.sync(manager.gateways())
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        await responder.close()
+
+asyncio.run(main())
+"""
+
+
+@contextmanager
+def responder(h: Harness) -> Iterator[None]:
+    """The DNS responder in its own process (the tests spawn containers: no threads here)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RESPONDER, str(h.root.path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_containers_reach_each_other_by_name_through_the_responder(h):
+    name = h.network()
+    server, _ = serve(h, name)
+    script = "sleep 0.2; wget -qO- http://$TARGET/ && nslookup $TARGET"
+    client = h.create("/bin/sh", "-c", script, networks=(name,), env=(("TARGET", server.name),))
+    setup = h.net.prepare(client)
+    with responder(h):
+        code, out = output_of(h, client, setup)
+    server_ip = h.net.store.endpoints_of(server.id)[0].ipv4
+    assert code == 0, out
+    assert out.startswith("hello\n") and server_ip in out
