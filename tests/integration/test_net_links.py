@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -274,3 +275,10 @@ def test_calls_from_a_running_asyncio_loop(net: Net) -> None:
 
     asyncio.run(main())
     assert [i["ifname"] for i in _ip("link", "show", netns=path)] == ["lo"]  # eth0 went with its pair
+
+
+def test_importing_links_does_not_import_pyroute2() -> None:
+    """pyroute2 costs about 0.15 s: the CLI imports engine modules and must not pay it."""
+    code = "import sys, engine.net.links; print('pyroute2' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
