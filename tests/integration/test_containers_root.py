@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import json
 import os
 import signal
 import tarfile
@@ -312,6 +313,9 @@ def test_cli_on_a_running_container(running: Running, monkeypatch: pytest.Monkey
     assert code == 0 and out.splitlines()[1].endswith("sleep 1000")
     code, out, _ = _cli(root, "stats", "--no-stream", cid)
     assert code == 0 and out.splitlines()[0].startswith("CONTAINER ID") and "%" in out.splitlines()[1]
+    assert "NET I/O" in out.splitlines()[0] and "0B / 0B" in out.splitlines()[1]  # only a loopback
+    code, out, _ = _cli(root, "stats", "--no-stream", "--format", "json", cid)
+    assert code == 0 and json.loads(out)["NetIO"] == "0B / 0B" and json.loads(out)["ID"] == cid[:12]
     assert _cli(root, "pause", cid)[0] == 0 and "(Paused)" in _cli(root, "ls")[1]
     assert _cli(root, "unpause", cid)[0] == 0
     code, _, err = _cli(root, "rm", cid)

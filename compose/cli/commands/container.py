@@ -421,48 +421,19 @@ def _add_stats(commands) -> None:
 
 
 def _stats(args, context) -> int:
+    """docker's `stats --no-stream`: the same columns and units as the project-level `pycompose stats`."""
     import json
 
-    from compose.cli.commands.image import format_table
+    from compose.cli.commands.project_containers import stats_json, stats_table
 
     with open_engine(args) as engine:
         refs = args.containers or [r["id"] for r in engine.list_containers()]
         rows = [engine.container_stats(ref) for ref in refs]
     if args.format == "json":
-        context.stdout.write("".join(json.dumps(r) + "\n" for r in rows))
+        context.stdout.write("".join(json.dumps(stats_json(r)) + "\n" for r in rows))
         return 0
-    header = ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "BLOCK I/O", "PIDS"]
-    context.stdout.write(format_table([header] + [stats_display(r) for r in rows]))
+    context.stdout.write(stats_table(rows))
     return 0
-
-
-def stats_display(row: dict) -> list[str]:
-    """Docker's stats columns (binary units for memory, decimal for block I/O, as docker)."""
-    return [
-        row["ID"][:12],
-        row["Name"],
-        f"{row['CPUPerc']:.2f}%",
-        f"{_binary(row['MemUsage'])} / {_binary(row['MemLimit'])}",
-        f"{row['MemPerc']:.2f}%",
-        f"{_decimal(row['BlockRead'])} / {_decimal(row['BlockWrite'])}",
-        str(row["PIDs"]),
-    ]
-
-
-def _binary(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.4g}{unit}"
-        size /= 1024
-    return ""
-
-
-def _decimal(size: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.4g}{unit}"
-        size /= 1000
-    return ""
 
 
 def _add_top(commands) -> None:
