@@ -8,8 +8,9 @@ need_apt=()
 # registry tests: docker-registry + apache2-utils (htpasswd); archive interop tests: podman + runc
 # (crun refuses this host's hybrid cgroups); getcap for the capability test; busybox-static for the test
 # container root filesystem; tini for `init: true`; hyperfine and zstd for bench/; iptables (published
-# ports, NAT), iproute2 (tests inspect links) and dnsutils (dig, in the DNS tests) for networks.
-for pkg in python3-venv hyperfine docker-registry apache2-utils podman runc libcap2-bin zstd busybox-static tini iptables iproute2 dnsutils; do
+# ports, NAT), iproute2 (tests inspect links) dnsutils (dig) and iputils-ping
+# for the network tests.
+for pkg in python3-venv hyperfine docker-registry apache2-utils podman runc libcap2-bin zstd busybox-static tini iptables iproute2 dnsutils iputils-ping; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then
