@@ -157,3 +157,7 @@ class PortInUse(NetworkError):
 
 class FirewallError(NetworkError):
     """iptables refused our rules (the message carries its output)."""
+
+
+class BuildError(EngineError):
+    """A build step cannot be carried out (a COPY/ADD source missing or outside the context, a bad flag)."""
