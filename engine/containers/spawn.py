@@ -30,7 +30,6 @@ import fcntl
 import functools
 import json
 import os
-import signal
 import socket
 import termios  # imported here: after pivot_root the child cannot import anything
 import traceback
@@ -38,7 +37,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
 from engine import errors
-from engine.containers import rootfs, security, userdb
+from engine.containers import clone, rootfs, security, userdb
 from engine.containers import syscalls as sc
 from engine.containers.spec import ContainerSpec, NetworkSetup, Security
 from engine.errors import ContainerStartError, EngineError
@@ -117,7 +116,7 @@ def _start(
     """start() and start_with_tty(): the steps of the module docstring, in the forked child."""
     args = _init_args(spec)
     paths = rootfs.prepare(spec, root, network)
-    flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC
+    flags = sc.CLONE_NEWPID | sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC
     if spec.network_mode != "host" and network is None:
         flags |= sc.CLONE_NEWNET  # none, or bridge without networks: only a loopback
     plan = _plan(spec.security, spec.network_mode == "host")
@@ -125,8 +124,7 @@ def _start(
 
     def child() -> None:
         if netns >= 0:
-            sc.setns(netns, sc.CLONE_NEWNET)
-        sc.unshare(flags)
+            sc.setns(netns, sc.CLONE_NEWNET)  # before the mounts: sysfs shows the namespace it is mounted in
         rootfs.enter(spec, paths, volumes, console=console, sysctls=plan.sysctls)
         if spec.network_mode != "host" or spec.hostname:
             sc.sethostname(rootfs.container_hostname(spec))
@@ -136,11 +134,9 @@ def _start(
         fds = stdio if pty_sock is None else _own_pty(pty_sock)
         _become(args, p.env, p.user, p.group_add, p.working_dir, plan, p.tty or pty_sock is not None, fds)
 
-    pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        return _launch(child, spec.name, cgroup, pid_ns_fd=None, new_pid_ns=True, own_pid_ns=pid_ns)
+        return _launch(child, spec.name, cgroup, flags=flags, pid_ns_fd=None)
     finally:
-        os.close(pid_ns)
         if netns >= 0:
             os.close(netns)
 
@@ -161,7 +157,8 @@ def _init_args(spec: ContainerSpec) -> tuple[str, ...]:
 def _own_pty(sock: int) -> Stdio:
     """In the child, after pivot_root: a pty from the container's devpts, master sent to the parent."""
     master, slave = os.openpty()
-    socket.send_fds(socket.socket(fileno=os.dup(sock)), [b"m"], [master])
+    with socket.socket(fileno=os.dup(sock)) as channel:  # closed here: the child leaves nothing to finalize
+        socket.send_fds(channel, [b"m"], [master])
     os.close(master)
     os.close(sock)
     rootfs.bind_console(os.ttyname(slave))
@@ -194,11 +191,7 @@ def exec_in(
             sc.setns(fds["mnt"], sc.CLONE_NEWNS)  # last: it changes our root and cwd
             _become(args, env, user, group_add, workdir, plan, tty, stdio)
 
-        own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            return _launch(child, str(pid), cgroup, pid_ns_fd=fds["pid"], new_pid_ns=False, own_pid_ns=own)
-        finally:
-            os.close(own)
+        return _launch(child, str(pid), cgroup, flags=0, pid_ns_fd=fds["pid"])
 
 
 def wait(pid: int) -> int:
@@ -219,32 +212,24 @@ def _plan(options: Security, host_network: bool) -> security.SecurityPlan:
     return security.plan_security(options, host_network=host_network)
 
 
-# -- the fork ---------------------------------------------------------------------------------------
+# -- the clone --------------------------------------------------------------------------------------
 
 
-def _launch(  # type: ignore[no-untyped-def]
-    child,
-    subject: str,
-    cgroup: CgroupLike | None,
-    *,
-    pid_ns_fd: int | None,
-    new_pid_ns: bool,
-    own_pid_ns: int,
-) -> int:
-    """Fork with the child in the target PID namespace, let it run `child`, report its failure."""
+def _launch(child, subject: str, cgroup: CgroupLike | None, *, flags: int, pid_ns_fd: int | None) -> int:  # type: ignore[no-untyped-def]
+    """Clone (vfork semantics, `clone.clone_vfork`) a child that runs `child`; report its failure.
+
+    When the clone returns, the child has exec'd or died: its error, if any, is already in the pipe.
+    """
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    go_r, go_w = os.pipe2(os.O_CLOEXEC)
     try:
-        pid = _fork_in_pid_ns(pid_ns_fd, new_pid_ns, own_pid_ns)
-        if pid == 0:
-            _child_main(child, go_r, err_w, (err_r, go_w))
-        os.close(go_r)
+        pid = clone.clone_vfork(lambda: _child_main(child, cgroup, err_w, err_r), flags, pid_ns_fd=pid_ns_fd)
         os.close(err_w)
-        go_r = err_w = -1
-        _release(pid, go_w, cgroup, subject)
+        err_w = -1
         failure = _read_all(err_r)
+    except OSError as exc:
+        raise ContainerStartError(f"cannot create the container process: {exc}", subject=subject) from exc
     finally:
-        for fd in (err_r, err_w, go_r, go_w):
+        for fd in (err_r, err_w):
             if fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
@@ -254,47 +239,18 @@ def _launch(  # type: ignore[no-untyped-def]
     return pid
 
 
-def _fork_in_pid_ns(pid_ns_fd: int | None, new_pid_ns: bool, own_pid_ns: int) -> int:
-    """os.fork() with the child in a new (or the given) PID namespace; ours is restored straight after."""
-    if new_pid_ns:
-        sc.unshare(sc.CLONE_NEWPID)
-    elif pid_ns_fd is not None:
-        sc.setns(pid_ns_fd, sc.CLONE_NEWPID)
-    pid = -1
+def _child_main(child, cgroup: CgroupLike | None, err_w: int, err_r: int) -> None:  # type: ignore[no-untyped-def]
+    """In the cloned child: join the cgroup first (pid 0 is "the writer"), run the steps; never returns."""
     try:
-        pid = os.fork()
-    finally:
-        if pid != 0:
-            sc.setns(own_pid_ns, sc.CLONE_NEWPID)
-    return pid
-
-
-def _release(pid: int, go_w: int, cgroup: CgroupLike | None, subject: str) -> None:
-    """Put the child in its cgroup (before it runs anything of the container), then let it go on."""
-    try:
+        os.close(err_r)
         if cgroup is not None:
-            cgroup.add(pid)
-    except BaseException:
-        os.kill(pid, signal.SIGKILL)
-        wait(pid)
-        raise
-    os.write(go_w, b"g")
-
-
-def _child_main(child, go_r: int, err_w: int, parent_fds: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
-    """In the forked child: wait for the go, run the steps; never returns into the caller's code."""
-    try:
-        for fd in parent_fds:
-            os.close(fd)
-        if os.read(go_r, 1) != b"g":
-            os._exit(CHILD_FAILED)
-        os.close(go_r)
+            cgroup.add(0)  # before anything of the container runs, and while the host's /sys is visible
         os.umask(0o022)  # what containers get under Docker, whatever the caller's umask
         child()
         raise ContainerStartError("exec returned")
     except BaseException as exc:  # everything goes back to the parent
         with contextlib.suppress(BaseException):
-            os.write(err_w, _encode_error(exc))
+            os.write(err_w, _encode_error(exc)[:60000])  # below the pipe's capacity: never blocks
         os._exit(CHILD_FAILED)
 
 
@@ -325,7 +281,7 @@ def _become(
     # ends with no effective capabilities after exec, as under Docker.
     security.apply_plan(plan, switch_user=switch_user)
     os.chdir(cwd)
-    _reset_signals()
+    clone.reset_signals()
     try:
         os.execvpe(args[0], list(args), environ)
     except OSError as exc:
@@ -354,18 +310,6 @@ def _environment(env: Sequence[tuple[str, str]], home: str, tty: bool) -> dict[s
         result["TERM"] = "xterm"
     result.update(userdb.with_home(env, home))
     return result
-
-
-def _reset_signals() -> None:
-    """Every signal back to its default and none blocked: an ignored signal (Python's SIGPIPE/SIGXFSZ, a
-    parent's SIGHUP) would otherwise stay ignored across exec, and `trap ... HUP` in the container would
-    silently do nothing."""
-    for signum in signal.valid_signals():
-        if signum in (signal.SIGKILL, signal.SIGSTOP):
-            continue
-        with contextlib.suppress(OSError, ValueError):
-            signal.signal(signum, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
 def _console_of(stdio: Stdio) -> str | None:
