@@ -301,8 +301,8 @@ class NetworkManager:
             self._attach_one(str(path), network, ep, index, route)
             routed = routed or route
             attached.append((network, ep))
-        self._publish(spec, attached)
-        self._sync_firewall()
+        if self._publish(spec, attached):  # a join alone changes no rule: rules are per network
+            self._sync_firewall()
         first_net, first_ep = attached[0]
         return NetworkSetup(
             netns_path=str(path),
@@ -348,16 +348,16 @@ class NetworkManager:
                 entries.append((address, names))
         return tuple(entries)
 
-    def _publish(self, spec: ContainerSpec, attached: Sequence[tuple[Network, Endpoint]]) -> None:
+    def _publish(self, spec: ContainerSpec, attached: Sequence[tuple[Network, Endpoint]]) -> bool:
         """Host ports chosen (random or first free of a range) and recorded on the default-route network
         (ports on an internal network are not published, as Docker)."""
         from engine.net import ports
 
         if not spec.ports:
-            return
+            return False
         target = next(((n, e) for n, e in attached if not n.spec.internal and e.ipv4), None)
         if target is None:
-            return
+            return False
         network, ep = target
         taken = self._taken_ports()
         chosen = []
@@ -367,6 +367,7 @@ class NetworkManager:
             taken.add((host_ip, port, b.protocol))
             chosen.append(PublishedPort(spec.id, b.container_port, b.protocol, host_ip, port, ep.ipv4 or ""))
         self.store.set_ports(spec.id, chosen, network.bridge)
+        return True
 
     def _joined(self, ref: str) -> NetworkSetup:
         """`container:<ref>`: the running target's namespace (its netns file, else /proc/<pid>/ns/net)."""
@@ -401,12 +402,14 @@ class NetworkManager:
         from engine.net import links
 
         errors: list[BaseException] = []
+        had_ports = bool(self.store.ports_of(container_id))
         steps = [
             lambda: self.store.clear_ports(container_id),
             lambda: self._detach_all(container_id),
             lambda: links.delete_netns(str(self.netns_path(container_id))),
-            self._sync_firewall,
         ]
+        if had_ports:
+            steps.append(self._sync_firewall)
         for step in steps:  # every step runs even if one fails: leave as little as possible
             try:
                 step()
@@ -419,8 +422,7 @@ class NetworkManager:
         from engine.net import links
 
         veths = {e.host_veth for e in self.store.deactivate(container_id) if e.host_veth}
-        veths.update(links.link_names(VETH_PREFIX + container_id[:10]))
-        for veth in sorted(veths):
+        for veth in sorted(veths):  # recorded before the pair is made (activate, then attach)
             links.detach(veth)
 
     def ports_of(self, container_id: str) -> list[PublishedPort]:
@@ -456,8 +458,13 @@ class NetworkManager:
                 links.ensure_bridge(
                     network.bridge, [f"{s.gateway}/{_prefix(s.subnet)}" for s in subnets], network.mtu
                 )
-            for cid in self._stale_containers():
+            stale = self._stale_containers()
+            for cid in stale:
                 self._release_locked(cid)
+            prefixes = tuple(VETH_PREFIX + cid[:10] for cid in stale)
+            for veth in links.link_names(VETH_PREFIX):  # a pair whose row was lost: only stale containers'
+                if prefixes and veth.startswith(prefixes):
+                    links.detach(veth)
             self._sync_firewall()
 
     def _stale_containers(self) -> set[str]:
