@@ -3,32 +3,30 @@
 `ensure_supervisor(root)` pings `run/supervisor.sock`; if nothing answers it starts a keeper detached
 from the caller (new session, cwd /, stdin /dev/null, output to `run/supervisor.log`; the keeper forks once
 more so it is not our child) and waits for the socket. A keeper that finds `locks/keeper.lock` taken
-exits at once, so two racing CLIs start one keeper. `request(root, op, **args)` sends one JSON line and
-returns the reply, re-raising an error reply as the engine error class it names; `kill`, `restart`,
-`pause`, `unpause` are its typed shorthands. The daemon answers root or the state root's owner only.
+exits at once, so two racing CLIs start one keeper. A daemon that answers "handover" (its keeper died and
+it is passing its containers to a successor keeper) is waited for, never raced with a keeper of ours.
+`request(root, op, **args)` sends one JSON line and returns the reply, re-raising an error reply as the
+engine error class it names; `kill`, `restart`, `pause`, `unpause` are its typed shorthands. The daemon
+answers root or the state root's owner only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import engine
 from engine import errors
 from engine.state.root import StateRoot
+from engine.supervise import keeper
 from engine.supervise.daemon import SOCKET_NAME, _error_from
-from engine.supervise.keeper import CGROUP_PARENT_ENV
+from engine.supervise.keeper import LOG_NAME
 
 START_TIMEOUT = 10.0
 REQUEST_TIMEOUT = 120.0
-LOG_NAME = "supervisor.log"
 
 
 def socket_path(root: StateRoot) -> Path:
@@ -44,44 +42,38 @@ def run_dir(root: StateRoot) -> Path:
 
 def ping(root: StateRoot) -> bool:
     """True if a supervisor answers on the socket."""
+    return _probe(root) == "ok"
+
+
+def _probe(root: StateRoot) -> str:
+    """ "ok" (a daemon serves), "handover" (a daemon is passing its work to a successor) or "none"."""
     try:
-        return bool(_call(root, {"op": "ping"}, timeout=2.0).get("ok"))
+        reply = _call(root, {"op": "ping"}, timeout=2.0)
     except (OSError, ValueError):
-        return False
+        return "none"
+    if reply.get("ok"):
+        return "ok"
+    return "handover" if reply.get("handover") else "none"
 
 
 def ensure_supervisor(
     root: StateRoot, *, cgroup_parent: str | None = None, timeout: float = START_TIMEOUT
 ) -> None:
     """Start the keeper (and through it the supervisor) unless one answers; wait until it does."""
-    if ping(root):
-        return
-    _start_keeper(root, cgroup_parent)
+    launched = False
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if ping(root):
+        state = _probe(root)
+        if state == "ok":
             return
+        if state == "none" and not launched:  # a keeper that finds the lock taken exits at once
+            keeper.launch(root.path, cgroup_parent)
+            launched = True
         time.sleep(0.02)
     raise errors.SupervisorError(
         f"supervisor did not answer within {timeout:g}s (see {run_dir(root) / LOG_NAME})",
         subject=str(root.path),
     )
-
-
-def _start_keeper(root: StateRoot, cgroup_parent: str | None) -> None:
-    """Run `keeper --detach` in a new session; it forks and its parent exits, so init (or our
-    nearest subreaper) adopts it, never this process."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(Path(engine.__file__).resolve().parent.parent)
-    if cgroup_parent:
-        env[CGROUP_PARENT_ENV] = cgroup_parent
-    argv = [sys.executable, "-m", "engine.supervise.keeper", "--root", str(root.path), "--detach"]
-    with open(run_dir(root) / LOG_NAME, "ab") as log:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/", env=env,
-            start_new_session=True, close_fds=True,
-        )  # fmt: skip
-    proc.wait(timeout=START_TIMEOUT)
 
 
 def request(root: StateRoot, op: str, **args: Any) -> dict[str, Any]:

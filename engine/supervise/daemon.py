@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import json
 import os
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -46,6 +48,7 @@ DRAIN_TIMEOUT = 2.0  # after an exit, how long the pipes may take to reach EOF
 ACTIVE_STATES = ("running", "paused", "restarting")
 UNKNOWN_EXIT = 255  # Docker's code for a task whose exit status was lost
 OOM_EXIT = 137  # 128 + SIGKILL: the OOM killer's signal
+HANDOVER_POLL = 5.0  # a failed handover: how long to wait for another daemon before trying again
 
 
 def log_dir(root: Path) -> Path:
@@ -106,8 +109,14 @@ class Watched:
 class Daemon:
     """The supervisor's state and handlers."""
 
-    def __init__(self, root: Path, keeper_sock: socket.socket, cgroup_parent: str) -> None:
+    def __init__(
+        self, root: Path, keeper_sock: socket.socket, cgroup_parent: str, lock: FileLock | None = None
+    ) -> None:
         self.root = root
+        self.lock = lock  # locks/supervisor.lock, released when handing over
+        self.handing_over = False
+        self.handed_over = False
+        self.handover_task: asyncio.Task[None] | None = None
         self.db = Database(root / "pycompose.db")
         self.state_root = StateRoot(root, self.db)
         self.keeper = keeper_sock
@@ -135,6 +144,7 @@ class Daemon:
         """Take back containers the keeper holds: their pipes, logs and health state."""
         for item in items:
             mine, fds = fds[: item["nfds"]], fds[item["nfds"] :]
+            streams = item.get("streams") or ("stdout", "stderr")
             row = records.get(self.db, item["id"])
             if row is None:
                 keeper.send(self.keeper, {"op": "forget", "id": item["id"]})
@@ -143,7 +153,7 @@ class Daemon:
             w = Watched(ContainerSpec.from_json(row["spec"]), pid=item["pid"], started=time.monotonic())
             w.done = self.loop.create_future()
             self.watched[w.id] = w
-            self._attach(w, dict(zip(("stdout", "stderr"), mine, strict=False)))
+            self._attach(w, dict(zip(streams, mine, strict=False)))
             w.paused = row["state"] == "paused"
             if not item.get("exited"):
                 self._start_health(w, row.get("health"))
@@ -156,11 +166,10 @@ class Daemon:
         except BlockingIOError:
             return
         _close(fds)
-        if message is None:  # the keeper died: keep going, containers now belong to init (DESIGN.md)
+        if message is None:  # the keeper died alone: hand everything to a successor (DESIGN.md)
             self.loop.remove_reader(self.keeper.fileno())
-            for w in list(self.watched.values()):
-                if w.exit is None and w.pid:
-                    self._watch_orphan(w)
+            if self.handover_task is None:
+                self.handover_task = self.loop.create_task(self.hand_over())
             return
         self.handle_keeper(message)
 
@@ -170,6 +179,108 @@ class Daemon:
             if w.exit is None and w.pid == message["pid"]:
                 w.exit = message
                 w.tasks.append(self.loop.create_task(self.on_exit(w)))
+
+    # -- handover: our keeper died alone ----------------------------------------------------------
+
+    async def hand_over(self) -> None:
+        """Pass every running container to a successor keeper (which starts a new daemon), then exit.
+
+        We stop acting at once (no reads, probes, restarts; clients are told to wait), but our read ends
+        stay open until the successor holds its copies, so some reader exists at every moment; output
+        written meanwhile waits in the pipes for the new daemon. If the successor cannot take them (a
+        keeper of someone else's won keeper.lock), we keep them until another daemon answers, which
+        re-adopts through /proc, and try again meanwhile."""
+        self.handing_over = True
+        running = self._quiesce()
+        if self.lock is not None:
+            self.lock.release()  # the successor daemon takes it
+        print(f"supervisor: keeper gone, handing {len(running)} containers over", file=sys.stderr, flush=True)
+        while not await self._try_handover(running):
+            if await self._other_daemon_answers(HANDOVER_POLL):
+                break
+        self.handed_over = True
+        self.stopping.set()
+
+    def _quiesce(self) -> list[Watched]:
+        """Stop watching, reading, probing and restarting; returns the containers still running.
+
+        A container between its exit and its restart is left as a `restarting` row with its exit code,
+        which the successor's re-adoption turns into the policy's decision."""
+        running = []
+        for w in list(self.watched.values()):
+            self._cancel(w)
+            if w.pidfd is not None:
+                self.loop.remove_reader(w.pidfd)
+                _close([w.pidfd])
+                w.pidfd = None
+            for fd in w.fds.values():
+                self.loop.remove_reader(fd)
+            if w.sink is not None:
+                w.sink.close()
+            if w.exit is None and w.pid:
+                running.append(w)
+            elif w.exit is not None:
+                self._leave_for_successor(w)
+        return running
+
+    def _leave_for_successor(self, w: Watched) -> None:
+        assert w.exit is not None
+        with contextlib.suppress(ContainerNotFound):
+            records.record_exited(
+                self.db, w.id, int(w.exit["code"]), bool(w.exit["oom"]), str(w.exit["finished_at"])
+            )
+            records.set_state(self.db, w.id, "restarting")
+
+    async def _try_handover(self, running: list[Watched]) -> bool:
+        """Start a keeper with our end of a socketpair, send it every container; True once it confirms."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            try:
+                keeper.launch(self.root, self.cgroup_parent, handover_fd=theirs.fileno())
+            finally:
+                theirs.close()
+            ours.settimeout(keeper.LAUNCH_TIMEOUT)
+            for w in running:
+                self._hold(ours, w)
+            keeper.send(ours, {"op": "done"})
+            ours.setblocking(False)
+            reply = await asyncio.wait_for(self._receive(ours), keeper.LAUNCH_TIMEOUT)
+            return bool(reply) and reply.get("op") == "taken"
+        except (OSError, subprocess.SubprocessError, TimeoutError) as exc:
+            print(f"supervisor: handover failed: {exc}", file=sys.stderr, flush=True)
+            return False
+        finally:
+            ours.close()
+
+    async def _receive(self, sock: socket.socket) -> dict[str, Any] | None:
+        """One packet from a non-blocking SEQPACKET socket, without blocking the loop."""
+        ready: asyncio.Future[None] = self.loop.create_future()
+        self.loop.add_reader(sock.fileno(), lambda: ready.done() or ready.set_result(None))
+        try:
+            await ready
+        finally:
+            self.loop.remove_reader(sock.fileno())
+        message, fds = keeper.receive(sock)
+        _close(fds)
+        return message
+
+    async def _other_daemon_answers(self, within: float) -> bool:
+        """Poll the socket path for a daemon other than us (it re-adopted through /proc)."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, ValueError, TimeoutError):
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_unix_connection(str(self.root / "run" / SOCKET_NAME)), 1.0
+                )
+                try:
+                    writer.write(b'{"op": "ping"}\n')
+                    reply = json.loads(await asyncio.wait_for(reader.readline(), 1.0))
+                finally:
+                    writer.close()
+                if reply.get("ok") and reply.get("pid") != os.getpid():
+                    return True
+            await asyncio.sleep(0.2)
+        return False
 
     # -- re-adoption of what no keeper holds (keeper and daemon both died) ------------------------
 
@@ -185,7 +296,7 @@ class Daemon:
             self.watched[w.id] = w
             if w.pid and self._in_cgroup(w.pid, w.id) and self._watch_orphan(w):
                 self._reopen_pipes(w)
-                keeper.send(self.keeper, {"op": "hold", "id": w.id, "pid": w.pid}, list(w.fds.values()))
+                self._hold(self.keeper, w)
                 self._start_health(w, row.get("health"))
             else:
                 w.drained.set()
@@ -280,25 +391,31 @@ class Daemon:
     def spawn(self, w: Watched) -> None:
         """cgroup, pipes, forked helper running spawn.start, hand the pipes to the keeper, record."""
         group = self._cgroup(w.spec)
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        for fd in (out_r, err_r):
-            with contextlib.suppress(OSError):
-                fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
+        reads, writes = ([], []) if w.spec.process.tty else _output_pipes()  # a tty: the pty master
         try:
-            pid = self._helper(w.spec, (out_w, err_w), group)
+            pid, master = self._helper(w.spec, (writes[0], writes[1]) if writes else None, group)
         except BaseException:
-            _close([out_r, err_r])
+            _close(reads)
             raise
         finally:
-            _close([out_w, err_w])
+            _close(writes)
+        streams = (
+            {"stdout": master} if master is not None else dict(zip(("stdout", "stderr"), reads, strict=True))
+        )
         w.pid, w.exit, w.started = pid, None, time.monotonic()
         w.done = self.loop.create_future()
         w.drained = asyncio.Event()
-        keeper.send(self.keeper, {"op": "hold", "id": w.id, "pid": pid}, [out_r, err_r])
+        w.fds = streams
+        self._hold(self.keeper, w)
         records.record_started(self.db, w.id, pid, keeper.now_rfc3339())
-        self._attach(w, {"stdout": out_r, "stderr": err_r})
+        self._attach(w, streams)
         self._start_health(w, None)
+
+    def _hold(self, sock: socket.socket, w: Watched) -> None:
+        """Give a keeper a copy of the container's read ends (pipes or pty master), named by stream."""
+        keeper.send(
+            sock, {"op": "hold", "id": w.id, "pid": w.pid, "streams": list(w.fds)}, list(w.fds.values())
+        )
 
     def _cgroup(self, spec: ContainerSpec) -> Cgroup:
         try:
@@ -308,35 +425,47 @@ class Daemon:
         group.apply(spec.resources)
         return group
 
-    def _helper(self, spec: ContainerSpec, outs: tuple[int, int], group: Cgroup) -> int:
-        """Fork; the child (single-threaded) starts the container and exits, so the keeper adopts it."""
-        res_r, res_w = os.pipe2(os.O_CLOEXEC)
+    def _helper(
+        self, spec: ContainerSpec, outs: tuple[int, int] | None, group: Cgroup
+    ) -> tuple[int, int | None]:
+        """Fork; the child (single-threaded) starts the container and exits, so the keeper adopts it.
+        Returns the pid and, for `outs=None` (tty), the pty master the helper got from spawn."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
         helper = os.fork()
         if helper == 0:
             status = 0
             try:
-                _default_signals()  # the keeper ignores SIGHUP: an ignored signal survives exec
+                _child_defaults()  # our SIG_IGNs survive exec; our oom_score_adj is -500
                 from engine.containers.manager import volume_sources
                 from engine.volumes import VolumeStore
 
                 volumes = volume_sources(VolumeStore(self.state_root), spec)
-                pid = spawn.start(spec, self.state_root, stdio=(null, *outs), volumes=volumes, cgroup=group)
-                os.write(res_w, json.dumps({"pid": pid}).encode())
+                if outs is None:
+                    pid, master = spawn.start_with_tty(spec, self.state_root, volumes=volumes, cgroup=group)
+                    keeper.send(theirs, {"pid": pid}, [master])
+                else:
+                    pid = spawn.start(
+                        spec, self.state_root, stdio=(null, *outs), volumes=volumes, cgroup=group
+                    )
+                    keeper.send(theirs, {"pid": pid})
             except BaseException as exc:
-                os.write(res_w, json.dumps(_error_body(exc)).encode())
+                with contextlib.suppress(OSError):
+                    keeper.send(theirs, _error_body(exc))
                 status = 1
             os._exit(status)
-        _close([res_w, null])
+        theirs.close()
+        os.close(null)
         try:
-            data = _read_all(res_r)
+            reply, fds = keeper.receive(ours)
         finally:
-            os.close(res_r)
+            ours.close()
             os.waitpid(helper, 0)
-        reply = json.loads(data or b'{"type": "ContainerStartError", "error": "spawn helper died"}')
+        reply = reply or {"type": "ContainerStartError", "error": "spawn helper died"}
         if "pid" not in reply:
+            _close(fds)
             raise _error_from(reply)
-        return int(reply["pid"])
+        return int(reply["pid"]), (fds[0] if fds else None)  # type: ignore[call-overload]
 
     # -- logs ------------------------------------------------------------------------------------
 
@@ -360,6 +489,10 @@ class Daemon:
             data = os.read(fd, 65536)
         except BlockingIOError:
             return
+        except OSError as exc:  # a pty master reads EIO once every slave fd is closed: its EOF
+            if exc.errno != errno.EIO:
+                raise
+            data = b""
         if data:
             w.sink.feed(stream, data)
             w.sink.flush()
@@ -668,6 +801,15 @@ class Daemon:
         return uid == 0 or uid == self.root.stat().st_uid
 
     async def answer(self, line: bytes) -> dict[str, Any]:
+        if self.handing_over:  # clients wait for our successor instead of starting a keeper
+            message = "the supervisor's keeper died: handing over to a new supervisor, retry"
+            return {
+                "ok": False,
+                "handover": True,
+                "error": message,
+                "type": "SupervisorError",
+                "subject": None,
+            }
         try:
             request = json.loads(line)
             op = request.get("op")
@@ -747,8 +889,9 @@ class Daemon:
         self.loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
         async with server:
             await self.stopping.wait()
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        if not self.handed_over:  # after a handover the path may already be our successor's socket
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
 
 def _close(fds: list[int]) -> None:
@@ -757,12 +900,38 @@ def _close(fds: list[int]) -> None:
             os.close(fd)
 
 
-def _default_signals() -> None:
-    """Every catchable signal back to its default (a container must not inherit our SIG_IGNs)."""
+def _child_defaults() -> None:
+    """What a container must not inherit from us: our SIG_IGNs and our oom_score_adj (raising it back to
+    0 needs no privilege; spawn then applies the spec's own value, if any)."""
     for signum in signal.valid_signals():
         if signum not in (signal.SIGKILL, signal.SIGSTOP):
             with contextlib.suppress(OSError, ValueError):
                 signal.signal(signum, signal.SIG_DFL)
+    with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as handle:
+        handle.write("0")
+
+
+def _output_pipes() -> tuple[list[int], list[int]]:
+    """stdout and stderr pipes: (read ends, write ends for the container). The container's end is opened
+    read-write through /proc, so the container itself counts as a reader: it never gets SIGPIPE, even
+    with keeper and daemon both dead (DESIGN.md "Both dead"); unread output blocks it once the pipe is
+    full, as it would with a stalled reader."""
+    reads: list[int] = []
+    writes: list[int] = []
+    try:
+        for _ in range(2):
+            r, w = os.pipe2(os.O_CLOEXEC)
+            reads.append(r)
+            try:
+                writes.append(os.open(f"/proc/self/fd/{w}", os.O_RDWR | os.O_CLOEXEC))
+            finally:
+                os.close(w)
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(r, F_SETPIPE_SZ, PIPE_SIZE)
+    except BaseException:
+        _close(reads + writes)
+        raise
+    return reads, writes
 
 
 def _quiet(check: Any) -> bool:
@@ -771,13 +940,6 @@ def _quiet(check: Any) -> bool:
         return bool(check())
     except (OSError, EngineError):
         return False
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, 65536):
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _error_body(exc: BaseException) -> dict[str, Any]:
@@ -806,12 +968,13 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.root)
     lock = FileLock(root / "locks" / SUPERVISOR_LOCK)
     lock.acquire(timeout=10)  # a dying predecessor may still hold it for a moment
+    keeper.set_oom_score_adj(keeper.DAEMON_OOM_SCORE_ADJ)
     sock = socket.socket(fileno=args.keeper_fd)
     sock.set_inheritable(False)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
     async def amain() -> None:
-        await Daemon(root, sock, args.cgroup_parent).run()
+        await Daemon(root, sock, args.cgroup_parent, lock).run()
 
     asyncio.run(amain())
     return 0

@@ -7,9 +7,12 @@ stdout/stderr read ends (sent by the daemon with SCM_RIGHTS), reaps, records exi
 tells the daemon, and restarts the daemon when it dies. It has no asyncio and no timers of its own.
 
 Protocol with the daemon: one SOCK_SEQPACKET socketpair, one JSON object per packet, fds alongside.
-daemon -> keeper  {"op": "hold", "id", "pid"} + fds  | {"op": "forget", "id"} | hello | quit
+daemon -> keeper  {"op": "hold", "id", "pid", "streams"} + fds  | {"op": "forget", "id"} | hello | quit
 keeper -> daemon  {"op": "exit", "id", "pid", "code", "oom", "finished_at"}   (re-sent after each hello
                   until the daemon forgets the container) | {"op": "held", "items": [...]} + fds
+Handover (a daemon whose keeper died starts a successor with `--handover-fd N`): before starting its own
+daemon the successor reads `hold` packets then `done` on that socket, answers `{"op": "taken", "n"}`, and
+hands everything to its daemon at `hello` as usual (DESIGN.md "Keeper dies alone").
 Syscall via ctypes here (its only user): prctl(PR_SET_CHILD_SUBREAPER).
 """
 
@@ -22,6 +25,7 @@ import os
 import selectors
 import signal
 import socket
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,6 +41,10 @@ MAX_PACKET = 1 << 20
 MAX_FDS = 250  # SCM_RIGHTS per message is capped by the kernel at 253
 KEEPER_LOCK = "keeper.lock"
 CGROUP_PARENT_ENV = "PYCOMPOSE_CGROUP_PARENT"
+LOG_NAME = "supervisor.log"
+KEEPER_OOM_SCORE_ADJ = -999  # the OOM killer takes containers (0 or their own value) long before us
+DAEMON_OOM_SCORE_ADJ = -500  # dockerd's long-time value
+LAUNCH_TIMEOUT = 10.0
 
 
 def set_child_subreaper() -> None:
@@ -45,6 +53,37 @@ def set_child_subreaper() -> None:
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
+
+
+def set_oom_score_adj(value: int) -> None:
+    """Our own OOM badness; lowering it needs CAP_SYS_RESOURCE, so a non-root run keeps the default."""
+    try:
+        with open("/proc/self/oom_score_adj", "w") as handle:
+            handle.write(str(value))
+    except OSError as exc:
+        print(f"pycompose: oom_score_adj {value} not set: {exc.strerror}", file=sys.stderr, flush=True)
+
+
+def launch(root: Path, cgroup_parent: str | None, handover_fd: int | None = None) -> None:
+    """Run `keeper --detach` in a new session (stdio /dev/null and run/supervisor.log, cwd /); it forks
+    and its parent exits, so init (or our nearest subreaper) adopts it, never the caller."""
+    import engine
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(engine.__file__).resolve().parent.parent)
+    if cgroup_parent:
+        env[CGROUP_PARENT_ENV] = cgroup_parent
+    argv = [sys.executable, "-m", "engine.supervise.keeper", "--root", str(root), "--detach"]
+    if handover_fd is not None:
+        argv += ["--handover-fd", str(handover_fd)]
+    run = root / "run"
+    run.mkdir(mode=0o700, exist_ok=True)
+    with open(run / LOG_NAME, "ab") as log:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/", env=env,
+            start_new_session=True, close_fds=True, pass_fds=() if handover_fd is None else (handover_fd,),
+        )  # fmt: skip
+    proc.wait(timeout=LAUNCH_TIMEOUT)
 
 
 def now_rfc3339() -> str:
@@ -85,6 +124,7 @@ class Held:
     pid: int
     fds: list[int] = field(default_factory=list)
     exit: dict[str, object] | None = None  # set once reaped, until the daemon forgets it
+    streams: list[str] = field(default_factory=lambda: ["stdout", "stderr"])  # what each fd carries
 
 
 class Keeper:
@@ -156,7 +196,7 @@ class Keeper:
             return
         op = message.get("op")
         if op == "hold":
-            self.hold(str(message["id"]), int(message["pid"]), fds)  # type: ignore[call-overload]
+            self.hold_message(message, fds)
         else:
             for fd in fds:
                 os.close(fd)
@@ -167,12 +207,19 @@ class Keeper:
         elif op == "quit":
             self.quitting = True
 
-    def hold(self, cid: str, pid: int, fds: list[int]) -> None:
+    def hold_message(self, message: dict[str, object], fds: list[int]) -> None:
+        streams = message.get("streams")
+        names = [str(s) for s in streams] if isinstance(streams, list) else None
+        self.hold(str(message["id"]), int(message["pid"]), fds, names)  # type: ignore[call-overload]
+
+    def hold(self, cid: str, pid: int, fds: list[int], streams: list[str] | None = None) -> None:
         """Watch `pid` as container `cid` and keep its pipe ends (a restart replaces the old entry)."""
         old = self.held.pop(cid, None)
         if old is not None:
             _close_all(old.fds)
         entry = Held(cid, pid, fds)
+        if streams is not None:
+            entry.streams = streams[: len(fds)]
         self.held[cid] = entry
         if pid in self.early:
             code, finished = self.early.pop(pid)
@@ -187,7 +234,7 @@ class Keeper:
         """A (new) daemon: every held container with dups of its fds, then the unacknowledged exits."""
         assert self.sock is not None
         items = [
-            {"id": h.id, "pid": h.pid, "nfds": len(h.fds), "exited": h.exit is not None}
+            {"id": h.id, "pid": h.pid, "nfds": len(h.fds), "streams": h.streams, "exited": h.exit is not None}
             for h in self.held.values()
         ]
         fds = [fd for h in self.held.values() for fd in h.fds]
@@ -254,6 +301,25 @@ class Keeper:
         except Exception as exc:  # the daemon records it again from our message
             print(f"keeper: recording exit of {cid}: {exc}", file=sys.stderr, flush=True)
 
+    def take_over(self, sock: socket.socket) -> None:
+        """From a daemon whose keeper died: hold what it sends until `done`, then acknowledge. Blocking,
+        before our own daemon starts (which receives all of it at `hello`)."""
+        with sock:
+            sock.settimeout(LAUNCH_TIMEOUT)
+            while True:
+                try:
+                    message, fds = receive(sock)
+                except OSError:
+                    break
+                if message is None or message.get("op") == "done":
+                    break
+                if message.get("op") == "hold":
+                    self.hold_message(message, fds)
+                else:
+                    _close_all(fds)
+            with contextlib.suppress(OSError):
+                send(sock, {"op": "taken", "n": len(self.held)})
+
     # -- loop ------------------------------------------------------------------------------------
 
     def run(self) -> None:
@@ -302,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", required=True)
     parser.add_argument("--cgroup-parent", default=os.environ.get(CGROUP_PARENT_ENV, DEFAULT_PARENT))
     parser.add_argument("--detach", action="store_true", help="fork and let the parent exit (client use)")
+    parser.add_argument("--handover-fd", type=int, help="a predecessor daemon's socket (keeper died alone)")
     args = parser.parse_args(argv)
     root = Path(args.root)
     if args.detach and os.fork() != 0:
@@ -312,7 +379,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:
         return 0  # another keeper holds the lock: it is alive
     set_child_subreaper()
-    Keeper(root, args.cgroup_parent).run()
+    set_oom_score_adj(KEEPER_OOM_SCORE_ADJ)
+    keeper = Keeper(root, args.cgroup_parent)
+    if args.handover_fd is not None:
+        keeper.take_over(socket.socket(fileno=args.handover_fd))
+    keeper.run()
     lock.release()
     return 0
 
