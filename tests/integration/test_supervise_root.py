@@ -423,7 +423,8 @@ def test_keeper_sigkilled_alone_the_daemon_still_records_the_exit(env: Env) -> N
     assert len(keepers) == 1
     os.kill(keepers[0], signal.SIGKILL)
     wait_for(lambda: not _alive(keepers[0]), what="keeper gone")
-    assert _alive(pid) and client.ping(env.root)
+    assert _alive(pid)
+    wait_for(lambda: client.ping(env.root), what="a daemon again (handover to a new keeper)")
     wait_for(lambda: env.row(cid)["state"] == "exited", what="exit seen through the pidfd")
     assert env.row(cid)["exit_code"] == 255  # reaped by init: the status is lost
     assert env.log(cid) == [("stdout", "late\n")]
