@@ -39,11 +39,13 @@ SERVER = textwrap.dedent(
     def serve_udp():
         while True:
             data, peer = udp.recvfrom(2048)
+            print("seen", peer[0], flush=True)
             udp.sendto(("udp " + peer[0] + " " + data.decode()).encode(), peer)
     threading.Thread(target=serve_udp, daemon=True).start()
     print("ready", flush=True)
     while True:
         conn, peer = tcp.accept()
+        print("seen", peer[0], flush=True)
         with conn:
             data = conn.recv(2048)
             conn.sendall(("tcp " + peer[0] + " " + data.decode()).encode())
@@ -102,8 +104,10 @@ class Lab:
         self.counter += 1
         return f"pyct{self.tag}{kind}{self.counter}"
 
-    def bridge(self, subnet: ipaddress.IPv4Network | None = None) -> tuple[str, ipaddress.IPv4Network]:
-        subnet = subnet or free_subnet()
+    def bridge(self, docker_drop: bool = True) -> tuple[str, ipaddress.IPv4Network]:
+        """A bridge with its gateway address; `docker_drop` appends DROPs for it to FORWARD, standing in for
+        a Docker engine's DROP policy (which we may not set host-wide): only our ACCEPTs let traffic by."""
+        subnet = free_subnet()
         self.counter += 1
         br = f"pyc-test{self.tag[:5]}{self.counter}"  # "pyc-": the firewall's wildcard for our bridges
         sh("ip", "link", "add", br, "type", "bridge")
@@ -111,6 +115,20 @@ class Lab:
         sh("ip", "addr", "add", f"{subnet[1]}/{subnet.prefixlen}", "dev", br)
         Path(f"/proc/sys/net/ipv4/conf/{br}/route_localnet").write_text("1")
         sh("ip", "link", "set", br, "up")
+        for side in ("-i", "-o") if docker_drop else ():
+            rule = [
+                "FORWARD",
+                side,
+                br,
+                "-m",
+                "comment",
+                "--comment",
+                f"pyct-foreign-{self.tag}",
+                "-j",
+                "DROP",
+            ]
+            sh("iptables", "-w", "-A", *rule)
+            self.undo.append(["iptables", "-w", "-D", *rule])
         return br, subnet
 
     def netns(self) -> str:
@@ -145,7 +163,7 @@ class Lab:
         sh("ip", "-n", ns, "link", "set", "eth0", "up")
         return ns, str(link[2]), str(link[1])
 
-    def server(self, ns: str, port: int, bind: str = "0.0.0.0") -> None:
+    def server(self, ns: str, port: int, bind: str = "0.0.0.0") -> subprocess.Popen[str]:
         proc = subprocess.Popen(
             ["ip", "netns", "exec", ns, sys.executable, "-c", SERVER, str(port), bind],
             stdout=subprocess.PIPE,
@@ -153,6 +171,7 @@ class Lab:
         )
         self.procs.append(proc)
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        return proc
 
     def close(self) -> None:
         for proc in self.procs:
@@ -169,6 +188,13 @@ def ask(ns: str | None, proto: str, host: str, port: int, timeout: float = 2.0) 
     """The server's answer ("tcp <peer> hi") or "ERR <exception>", from a namespace or the host."""
     prefix = ["ip", "netns", "exec", ns] if ns else []
     return sh(*prefix, sys.executable, "-c", CLIENT, proto, host, str(port), str(timeout)).strip()
+
+
+def seen(server: subprocess.Popen[str]) -> list[str]:
+    """Stop a server; the client addresses it saw (whether or not its answers got back)."""
+    server.kill()
+    out, _ = server.communicate()
+    return [line.split()[1] for line in out.splitlines() if line.startswith("seen ")]
 
 
 def peer(answer: str) -> str:
@@ -222,7 +248,8 @@ def test_published_ports_tcp_udp_loopback_host_address_and_outside(lab: Lab) -> 
     assert peer(ask(None, "tcp", host_addr, port)) == host_addr  # another host address, from the host
     assert peer(ask(out_ns, "tcp", host_addr, port)) == out_addr  # from outside: client address kept
     assert peer(ask(out_ns, "udp", host_addr, port)) == out_addr
-    assert ask(out_ns, "tcp", addr, 8000, 0.5).startswith("ERR")  # the container itself is not routed to
+    sh("ip", "-n", out_ns, "route", "add", str(subnet), "via", host_addr)  # a LAN host routing to us
+    assert ask(out_ns, "tcp", addr, 8000, 0.5).startswith("ERR")  # the container itself is not reachable
 
 
 def test_host_ip_limits_the_addresses(lab: Lab) -> None:
@@ -264,23 +291,27 @@ def test_masquerade_reaches_outside_as_host_address(lab: Lab) -> None:
 
 
 def test_internal_network_has_no_way_out(lab: Lab) -> None:
-    br, subnet = lab.bridge()
+    br, subnet = lab.bridge(docker_drop=False)  # the host's ACCEPT policy: only our rules stop traffic
     ns, _addr = lab.container(br, subnet, 2)
     peer_ns, peer_addr = lab.container(br, subnet, 3)
     out_ns, out_addr, host_addr = lab.outside()
-    lab.server(out_ns, 9000)
-    lab.server(peer_ns, 8000)
+    outside = lab.server(out_ns, 9000)
+    neighbour = lab.server(peer_ns, 8000)
     firewall.sync(lab.scope, [BridgeRules(br, str(subnet))], [])
     assert peer(ask(ns, "tcp", out_addr, 9000)) == host_addr  # the same topology works when not internal
     firewall.sync(lab.scope, [BridgeRules(br, str(subnet), internal=True)], [])
+    sh("ip", "-n", out_ns, "route", "add", str(subnet), "via", host_addr)  # a way back without NAT
     assert ask(ns, "tcp", out_addr, 9000, 0.5).startswith("ERR")
     assert ask(ns, "udp", out_addr, 9000, 0.5).startswith("ERR")
+    assert ask(out_ns, "tcp", str(subnet[3]), 8000, 0.5).startswith("ERR")  # nor in from outside
     assert peer(ask(ns, "tcp", peer_addr, 8000)) == str(subnet[2])  # inside the network: fine
+    assert seen(outside) == [host_addr]  # only the first, non-internal, connection ever left
+    assert seen(neighbour) == [str(subnet[2])]  # and nothing from outside got in
 
 
 def test_isolation_between_bridges_and_icc(lab: Lab) -> None:
-    br1, sub1 = lab.bridge()
-    br2, sub2 = lab.bridge()
+    br1, sub1 = lab.bridge(docker_drop=False)
+    br2, sub2 = lab.bridge(docker_drop=False)
     ns1, _a1 = lab.container(br1, sub1, 2)
     ns1b, a1b = lab.container(br1, sub1, 3)
     ns2, a2 = lab.container(br2, sub2, 2)
