@@ -41,8 +41,8 @@ def run_dir(root: StateRoot) -> Path:
 
 
 def ping(root: StateRoot) -> bool:
-    """True if a supervisor answers on the socket."""
-    return _probe(root) == "ok"
+    """True if a supervisor answers on the socket (or is handing over to a successor: `request` waits)."""
+    return _probe(root) != "none"
 
 
 def _probe(root: StateRoot) -> str:
@@ -77,11 +77,23 @@ def ensure_supervisor(
 
 
 def request(root: StateRoot, op: str, **args: Any) -> dict[str, Any]:
-    """One request to the supervisor; an error reply is raised as its engine error."""
-    try:
-        reply = _call(root, {"v": 1, "op": op, **args}, timeout=REQUEST_TIMEOUT)
-    except OSError as exc:
-        raise errors.SupervisorError(f"cannot reach the supervisor: {exc}", subject=str(root.path)) from exc
+    """One request to the supervisor; an error reply is raised as its engine error. During a handover
+    (the old daemon answers "handover", then nobody listens until the successor binds) it waits."""
+    handing_over = False
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        try:
+            reply = _call(root, {"v": 1, "op": op, **args}, timeout=REQUEST_TIMEOUT)
+        except OSError as exc:
+            if not handing_over or time.monotonic() >= deadline:
+                raise errors.SupervisorError(
+                    f"cannot reach the supervisor: {exc}", subject=str(root.path)
+                ) from exc
+            reply = {"handover": True}  # between the old daemon's exit and the successor's bind
+        handing_over = bool(reply.get("handover"))
+        if not handing_over or time.monotonic() >= deadline:
+            break
+        time.sleep(0.02)  # a handover reply means nothing was done: asking again is safe
     if not reply.get("ok"):
         raise _error_from(reply)
     return reply

@@ -198,6 +198,8 @@ class Daemon:
         while not await self._try_handover(running):
             if await self._other_daemon_answers(HANDOVER_POLL):
                 break
+        else:  # answer "handover" until the successor listens: clients never find nobody there
+            await self._other_daemon_answers(keeper.LAUNCH_TIMEOUT)
         self.handed_over = True
         self.stopping.set()
 
