@@ -296,6 +296,31 @@ class Engine:
             stream, ref, changes=tuple(changes), message=message, platform=_platform(platform)
         )
 
+    def bootstrap_image(
+        self,
+        ref: str = "debian:bookworm-slim",
+        *,
+        mirror: str | None = None,
+        variant: str | None = None,
+        include: Sequence[str] = (),
+        tag: str | None = None,
+        no_cache: bool = False,
+        cache_dir: str | None = None,
+        log=None,
+    ) -> Image:
+        """`debian:<suite>[-slim]` built locally with mmdebstrap from the host's Debian mirror (no registry).
+
+        Cached: an image already tagged with the same recipe key is returned as is; a cached tar is imported
+        without rebuilding. `log` receives mmdebstrap's progress lines.
+        """
+        from pathlib import Path
+
+        from engine.images import bootstrap as bs
+
+        plan = bs.plan(ref, mirror=mirror, variant=variant, include=include, tag=tag)
+        cache = Path(cache_dir) if cache_dir else bs.DEFAULT_CACHE
+        return bs.bootstrap(self.store, plan, cache_dir=cache, no_cache=no_cache, log=log).image
+
     def load_images(self, stream: BinaryIO) -> list[str]:
         """Load a docker-archive or OCI layout tarball; returns the references (or ids) it brought."""
         from engine.images.archive import load_archive

@@ -35,6 +35,7 @@ def add_parser(subparsers) -> None:
     _add_save(commands)
     _add_pull(commands)
     _add_push(commands)
+    _add_bootstrap(commands)
 
 
 def open_engine(args) -> Engine:
@@ -529,4 +530,43 @@ def _push(args, context) -> int:
         push_one(engine, args.reference, reporter=reporter)
     if args.quiet:
         context.stdout.write(f"{parse_reference(args.reference).canonical}\n")
+    return 0
+
+
+# -- image bootstrap ------------------------------------------------------------------------------------
+
+
+def _add_bootstrap(commands) -> None:
+    parser = _command(
+        commands, "bootstrap", _bootstrap, "build debian:<suite>[-slim] from Debian packages (no registry)"
+    )
+    parser.add_argument("reference", nargs="?", default="debian:bookworm-slim", metavar="debian:SUITE[-slim]")
+    parser.add_argument("--mirror", help="Debian mirror URL (default: the one the host's apt uses)")
+    parser.add_argument("--variant", help="mmdebstrap variant (default: minbase)")
+    parser.add_argument(
+        "--include", action="append", default=[], metavar="PKG[,PKG...]", help="extra packages to install"
+    )
+    parser.add_argument("-t", "--tag", help="name the image REPOSITORY[:TAG] (default: the reference)")
+    parser.add_argument("--no-cache", action="store_true", help="rebuild even if a cached result exists")
+    parser.add_argument("--cache-dir", help="where root filesystem tars are cached")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+
+
+def _bootstrap(args, context) -> int:
+    def log(line: str) -> None:
+        context.stderr.write(line + "\n")
+        context.stderr.flush()
+
+    with open_engine(args) as engine:
+        image = engine.bootstrap_image(
+            args.reference,
+            mirror=args.mirror,
+            variant=args.variant,
+            include=args.include,
+            tag=args.tag,
+            no_cache=args.no_cache,
+            cache_dir=args.cache_dir,
+            log=None if args.quiet else log,
+        )
+    context.stdout.write(f"{image.id}\n")
     return 0
