@@ -148,7 +148,8 @@ def test_client_waits_for_the_handover_instead_of_starting_a_keeper(sup: Env) ->
     old_daemon = daemon_pid(env)
     (old_keeper,) = keeper_pids(env)
     os.kill(old_keeper, signal.SIGKILL)
-    client.ensure_supervisor(env.root, cgroup_parent=env.parent)  # right away, during the handover
+    wait_for(lambda: client._probe(env.root) == "handover", what="the old daemon handing over")
+    client.ensure_supervisor(env.root, cgroup_parent=env.parent)  # during the handover
     assert daemon_pid(env) != old_daemon
     assert len(keeper_pids(env)) == 1
     status = client.request(env.root, "status", id=cid)["containers"][0]
