@@ -188,6 +188,24 @@ def apply_oom_score_adj(value: int, pid: int | str = "self") -> None:
         ) from exc
 
 
+def _reset_oom_score_adj(wanted: int | None) -> None:
+    """The spec's value, else Docker's 0: never the supervisor's own -500/-999 inherited through fork.
+
+    Without a value of its own the reset is best effort: lowering a score needs CAP_SYS_RESOURCE, which a
+    sandboxed host may withhold, and a container must not fail to start over a default.
+    """
+    if wanted is not None:
+        apply_oom_score_adj(wanted)
+        return
+    try:
+        with open("/proc/self/oom_score_adj") as handle:
+            current = int(handle.read())
+        if current != 0:
+            apply_oom_score_adj(0)
+    except (OSError, ValueError, SecurityError):
+        pass
+
+
 def apply_sysctls(sysctls: Iterable[tuple[str, str]], proc: str = "/proc") -> None:
     """Write checked sysctls under `proc`/sys, from inside the container's namespaces."""
     for name, value in sysctls:
@@ -209,8 +227,7 @@ def apply_plan(plan: SecurityPlan, *, switch_user: Callable[[], None] | None = N
     a non-root user still ends with no effective capabilities after exec (its ambient set is empty).
     """
     apply_rlimits(plan.rlimits)
-    if plan.oom_score_adj is not None:
-        apply_oom_score_adj(plan.oom_score_adj)
+    _reset_oom_score_adj(plan.oom_score_adj)
     if plan.no_new_privs:
         seccomp.set_no_new_privs()
     if plan.seccomp is not None and not plan.no_new_privs:

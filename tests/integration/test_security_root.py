@@ -324,3 +324,16 @@ def test_privileged_gets_every_capability_this_process_can_hand_on() -> None:
     st = in_child(body)
     assert int(st["CapEff"], 16) == bounding and int(st["CapBnd"], 16) == bounding
     assert capabilities.caps_mask(capabilities.bounding_caps()) == bounding
+
+
+def test_oom_score_adj_is_reset_to_zero_unless_the_spec_sets_one() -> None:
+    """Exec'd processes and probes must not keep the supervisor's score (the spawn helper's is reset too)."""
+
+    def body(wanted: int | None) -> str:
+        security.apply_oom_score_adj(200)  # what a process may inherit; raising needs no privilege
+        security.apply_process_security(Security(oom_score_adj=wanted))
+        with open("/proc/self/oom_score_adj") as handle:
+            return handle.read().strip()
+
+    assert in_child(lambda: body(None)) == "0"
+    assert in_child(lambda: body(300)) == "300"
