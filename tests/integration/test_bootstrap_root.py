@@ -226,3 +226,16 @@ def test_missing_mmdebstrap_is_a_clear_error(tmp_path: Path, monkeypatch: pytest
     with pytest.raises(BuildError, match="mmdebstrap is not installed"):
         bs.build_tar(bs.plan(REF, include=["pyc-test-never-built"]), tmp_path / "cache", epoch=0)
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_cli_second_run_prints_the_same_id(built) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    m, result = built
+    argv = [sys.executable, "-m", "compose.cli.main", "--root", str(m.root.path), "image", "bootstrap"]
+    done = subprocess.run([*argv, REF, "--tag", TAG], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{result.image.id}\n"
+    bad = subprocess.run([*argv, "ubuntu:22.04"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "only debian:<suite>[-slim] can be bootstrapped" in bad.stderr
