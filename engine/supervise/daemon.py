@@ -33,7 +33,7 @@ from typing import Any
 from engine import errors
 from engine.containers import logs, records, spawn
 from engine.containers.cgroups import DEFAULT_PARENT, Cgroup
-from engine.containers.spec import ContainerSpec
+from engine.containers.spec import ContainerSpec, NetworkSetup
 from engine.errors import ContainerConflict, ContainerNotFound, EngineError
 from engine.state.db import Database
 from engine.state.locks import FileLock
@@ -124,6 +124,8 @@ class Daemon:
         self.watched: dict[str, Watched] = {}
         self.stopping = asyncio.Event()
         self.loop = asyncio.get_running_loop()
+        self._networks: Any = None  # engine.net.manager.NetworkManager, made on first use (pyroute2)
+        self.responder: Any = None  # engine.net.dns.Responder, while some network has a container
 
     # -- keeper link -----------------------------------------------------------------------------
 
@@ -192,6 +194,9 @@ class Daemon:
         re-adopts through /proc, and try again meanwhile."""
         self.handing_over = True
         running = self._quiesce()
+        if self.responder is not None:  # the successor listens on the same gateways
+            await self.responder.close()
+            self.responder = None
         if self.lock is not None:
             self.lock.release()  # the successor daemon takes it
         print(f"supervisor: keeper gone, handing {len(running)} containers over", file=sys.stderr, flush=True)
@@ -370,7 +375,7 @@ class Daemon:
 
     # -- start -----------------------------------------------------------------------------------
 
-    def start(self, cid: str) -> dict[str, Any]:
+    async def start(self, cid: str) -> dict[str, Any]:
         """Start a created or exited container (a user start clears `stopped by user`)."""
         row = records.get(self.db, cid)
         if row is None:
@@ -382,25 +387,32 @@ class Daemon:
             self._cancel(w)
         records.reset_restart(self.db, row["id"])
         w = Watched(ContainerSpec.from_json(row["spec"]))
-        self.watched[w.id] = w
+        self.watched[w.id] = w  # before any await: a second start now sees it running
         try:
-            self.spawn(w)
+            await self.spawn(w)
         except BaseException:
             self.watched.pop(w.id, None)
             raise
         return {"id": w.id, "pid": w.pid}
 
-    def spawn(self, w: Watched) -> None:
-        """cgroup, pipes, forked helper running spawn.start, hand the pipes to the keeper, record."""
+    async def spawn(self, w: Watched) -> None:
+        """cgroup, networks, shared volume mounts, pipes, forked helper running spawn.start, hand the
+        pipes to the keeper, record. What was joined or mounted is given back if the start fails."""
         group = self._cgroup(w.spec)
-        reads, writes = ([], []) if w.spec.process.tty else _output_pipes()  # a tty: the pty master
+        network = await self._join_networks(w.spec)
         try:
-            pid, master = self._helper(w.spec, (writes[0], writes[1]) if writes else None, group)
+            self._acquire_mounts(w.spec)
+            reads, writes = ([], []) if w.spec.process.tty else _output_pipes()  # a tty: the pty master
+            try:
+                pid, master = self._helper(w.spec, (writes[0], writes[1]) if writes else None, group, network)
+            except BaseException:
+                _close(reads)
+                raise
+            finally:
+                _close(writes)
         except BaseException:
-            _close(reads)
+            self._leave_networks_and_mounts(w.id)
             raise
-        finally:
-            _close(writes)
         streams = (
             {"stdout": master} if master is not None else dict(zip(("stdout", "stderr"), reads, strict=True))
         )
@@ -424,11 +436,78 @@ class Daemon:
             group = Cgroup.open(spec.id, parent=self.cgroup_parent)
         except EngineError:
             group = Cgroup.create(spec.id, parent=self.cgroup_parent)
-        group.apply(spec.resources)
+        group.apply(spec.resources, privileged=spec.security.privileged)
         return group
 
+    # -- networks and shared volume mounts ----------------------------------------------------------
+
+    @property
+    def networks(self) -> Any:
+        """The network manager (engine/net), imported on first use: containers without networks never
+        load it (nor pyroute2)."""
+        if self._networks is None:
+            from engine.net.manager import NetworkManager
+
+            self._networks = NetworkManager(self.state_root)
+        return self._networks
+
+    async def _join_networks(self, spec: ContainerSpec) -> NetworkSetup | None:
+        """Namespace, veths, addresses and published ports (engine/net), and our DNS listening on the
+        networks' gateways BEFORE the container runs: nginx resolves `php` the moment it starts."""
+        if spec.network_mode in ("none", "host") or (spec.network_mode == "bridge" and not spec.networks):
+            return None
+        setup = self.networks.prepare(spec)
+        if spec.network_mode == "bridge":
+            try:
+                await self._sync_dns()
+            except BaseException:
+                self.networks.release(spec.id)
+                raise
+        return setup
+
+    async def _sync_dns(self) -> None:
+        """Listen on the gateway of every network that has a running container (and on nothing else).
+
+        A gateway we cannot listen on (port 53 taken by a host resolver bound to every address) is
+        logged, not fatal: the containers still run, only names do not resolve there."""
+        gateways = self.networks.gateways() if self._networks is not None or self.responder else []
+        if self.responder is None:
+            if not gateways:
+                return
+            from engine.net import dns
+
+            self.responder = dns.Responder(self.networks.names())
+        try:
+            await self.responder.sync(gateways)
+        except EngineError as exc:
+            print(f"supervisor: {exc}", file=sys.stderr, flush=True)
+
+    def _acquire_mounts(self, spec: ContainerSpec) -> None:
+        """Filesystem volumes (tmpfs, nfs... driver_opts) mounted once on the host and shared."""
+        names = [m.source for m in spec.mounts if m.type == "volume" and m.source]
+        if names:
+            from engine.volumes import VolumeStore
+
+            VolumeStore(self.state_root).acquire_mounts(spec.id, names)
+
+    def _leave_networks_and_mounts(self, cid: str) -> None:
+        """After an exit (or a failed start): networks released, shared mounts let go. Never raises: an
+        exit must always be recorded; what is left here is swept by the next daemon start."""
+        from engine.volumes import VolumeStore
+
+        steps = [lambda: VolumeStore(self.state_root).release_mounts(cid)]
+        if self._networks is not None or (self.state_root.path / "run" / "netns" / cid).exists():
+            steps.append(lambda: self.networks.release(cid))
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # logged; the sweep repairs
+                print(f"supervisor: releasing {cid}: {exc}", file=sys.stderr, flush=True)
+        if self.responder is not None:
+            self.loop.create_task(self._sync_dns())
+
     def _helper(
-        self, spec: ContainerSpec, outs: tuple[int, int] | None, group: Cgroup
+        self, spec: ContainerSpec, outs: tuple[int, int] | None, group: Cgroup, network: NetworkSetup | None
     ) -> tuple[int, int | None]:
         """Fork; the child (single-threaded) starts the container and exits, so the keeper adopts it.
         Returns the pid and, for `outs=None` (tty), the pty master the helper got from spawn."""
@@ -444,11 +523,18 @@ class Daemon:
 
                 volumes = volume_sources(VolumeStore(self.state_root), spec)
                 if outs is None:
-                    pid, master = spawn.start_with_tty(spec, self.state_root, volumes=volumes, cgroup=group)
+                    pid, master = spawn.start_with_tty(
+                        spec, self.state_root, volumes=volumes, cgroup=group, network=network
+                    )
                     keeper.send(theirs, {"pid": pid}, [master])
                 else:
                     pid = spawn.start(
-                        spec, self.state_root, stdio=(null, *outs), volumes=volumes, cgroup=group
+                        spec,
+                        self.state_root,
+                        stdio=(null, *outs),
+                        volumes=volumes,
+                        cgroup=group,
+                        network=network,
                     )
                     keeper.send(theirs, {"pid": pid})
             except BaseException as exc:
@@ -532,6 +618,7 @@ class Daemon:
             records.record_exited(self.db, w.id, code, oom, str(w.exit["finished_at"]))
         with contextlib.suppress(OSError):
             keeper.send(self.keeper, {"op": "forget", "id": w.id})
+        self._leave_networks_and_mounts(w.id)  # a restart joins again (Docker re-allocates too)
         w.paused = False
         if w.done is not None and not w.done.done():
             w.done.set_result(w.exit)
@@ -564,7 +651,7 @@ class Daemon:
         w.restart_times.append(time.monotonic())
         w.tasks = []
         try:
-            self.spawn(w)
+            await self.spawn(w)
         except EngineError as exc:
             print(f"supervisor: restarting {w.id}: {exc}", file=sys.stderr, flush=True)
             records.set_state(self.db, w.id, "exited")
@@ -648,7 +735,7 @@ class Daemon:
         w = self.watched.get(row["id"])
         if w is not None:
             await self.stop(row["id"], timeout)
-        return self.start(row["id"])
+        return await self.start(row["id"])
 
     def pause(self, cid: str) -> dict[str, Any]:
         """Freeze the cgroup; a paused process is alive (no exit, no probes) until unpaused."""
@@ -818,7 +905,7 @@ class Daemon:
             if op == "ping":
                 result: dict[str, Any] = {"pid": os.getpid()}
             elif op == "start":
-                result = self.start(str(request["id"]))
+                result = await self.start(str(request["id"]))
             elif op == "stop":
                 result = await self.stop(str(request["id"]), request.get("timeout"))
             elif op == "kill":
@@ -869,9 +956,28 @@ class Daemon:
             self._cancel(w)
             self._detach(w)
             self._settle(w)
+        if self.responder is not None:
+            await self.responder.close()
+            self.responder = None
         keeper.send(self.keeper, {"op": "quit"})
         self.loop.call_later(0.05, self.stopping.set)
         return {"stopped": True}
+
+    async def _recover_networks_and_mounts(self) -> None:
+        """What a crash left (veths, namespaces, rules, mounts of containers no longer running) is swept;
+        DNS resumes for the re-adopted containers. Before serving: no start is in flight."""
+        from engine.volumes import VolumeStore
+
+        steps: list[Any] = [VolumeStore(self.state_root).sweep_mounts]
+        if self.db.query_one("SELECT 1 AS one FROM networks LIMIT 1") is not None:
+            steps.append(self.networks.sweep)
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # a failed sweep must not leave containers unwatched
+                print(f"supervisor: sweep: {exc}", file=sys.stderr, flush=True)
+        if self._networks is not None:
+            await self._sync_dns()
 
     async def run(self) -> None:
         early = self.handshake()
@@ -880,6 +986,7 @@ class Daemon:
         for message in early:
             self.handle_keeper(message)
         self.readopt_orphans()
+        await self._recover_networks_and_mounts()
         path = self.root / "run" / SOCKET_NAME
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
