@@ -31,3 +31,27 @@ def inspect_each(context, names, inspect, not_found: type[Exception]) -> int:  #
     if missing:
         raise missing[-1]
     return 0
+
+
+def apply_each(context, names, action, *, report=None, skip: tuple[type[Exception], ...] = ()) -> int:  # type: ignore[no-untyped-def]
+    """docker's `rm A B ...`: `action(name)` for every name, printing `report(name, result)` lines (by
+    default the name); an engine error does not stop the others, and after them the last one is raised
+    (exit 1) with the earlier ones printed first. Errors of the `skip` types are ignored (`rm -f` of a
+    name that does not exist)."""
+    from engine.errors import EngineError
+
+    failures: list[EngineError] = []
+    for name in names:
+        try:
+            result = action(name)
+        except skip:
+            continue
+        except EngineError as exc:
+            failures.append(exc)
+            continue
+        context.stdout.write("".join(line + "\n" for line in (report(name, result) if report else [name])))
+    for exc in failures[:-1]:
+        context.stderr.write(f"Error: {exc}\n")
+    if failures:
+        raise failures[-1]
+    return 0

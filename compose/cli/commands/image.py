@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from compose.cli.commands import inspect_each
+from compose.cli.commands import apply_each, inspect_each
 from compose.cli.commands import subcommand as _command
 
 TYPE_CHECKING = False  # `import typing` costs start-up time; type checkers treat this alike
@@ -290,22 +290,13 @@ def _report_lines(report) -> list[str]:
 
 
 def _rm(args, context) -> int:
-    from engine.errors import EngineError
-
-    failures: list[EngineError] = []
     with open_engine(args) as engine:
-        for name in args.images:
-            try:
-                report = engine.remove_image(name, force=args.force)
-            except EngineError as exc:  # docker goes on with the others, then fails
-                failures.append(exc)
-                continue
-            context.stdout.write("".join(line + "\n" for line in _report_lines(report)))
-    if failures:
-        for exc in failures[:-1]:
-            context.stderr.write(f"Error: {exc}\n")
-        raise failures[-1]
-    return 0
+        return apply_each(
+            context,
+            args.images,
+            lambda name: engine.remove_image(name, force=args.force),
+            report=lambda _name, removal: _report_lines(removal),
+        )
 
 
 def _add_prune(commands) -> None:

@@ -6,7 +6,7 @@ engine errors propagate to the CLI's single handler, which prints them and picks
 
 from __future__ import annotations
 
-from compose.cli.commands import inspect_each
+from compose.cli.commands import apply_each, inspect_each
 from compose.cli.commands import subcommand as _command
 
 TYPE_CHECKING = False  # `import typing` costs start-up time; type checkers treat this alike
@@ -188,26 +188,11 @@ def _add_rm(commands) -> None:
 
 
 def _rm(args, context) -> int:
-    from engine.errors import EngineError, NetworkNotFound
+    from engine.errors import NetworkNotFound
 
-    failures: list[EngineError] = []
     with _open(args) as engine:
-        for name in args.networks:
-            try:
-                engine.remove_network(name)
-            except NetworkNotFound as exc:
-                if not args.force:
-                    failures.append(exc)
-                continue
-            except EngineError as exc:  # docker goes on with the others, then fails
-                failures.append(exc)
-                continue
-            context.stdout.write(f"{name}\n")
-    if failures:
-        for exc in failures[:-1]:
-            context.stderr.write(f"Error: {exc}\n")
-        raise failures[-1]
-    return 0
+        skip = (NetworkNotFound,) if args.force else ()
+        return apply_each(context, args.networks, engine.remove_network, skip=skip)
 
 
 def _add_prune(commands) -> None:

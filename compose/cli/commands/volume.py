@@ -6,7 +6,7 @@ default); engine errors propagate to the CLI's single handler, which prints them
 
 from __future__ import annotations
 
-from compose.cli.commands import inspect_each
+from compose.cli.commands import apply_each, inspect_each
 from compose.cli.commands import subcommand as _command
 
 TYPE_CHECKING = False  # `import typing` costs start-up time; type checkers treat this alike
@@ -166,22 +166,8 @@ def _add_rm(commands) -> None:
 
 
 def _rm(args, context) -> int:
-    from engine.errors import EngineError
-
-    failures: list[EngineError] = []
     with _opened(args) as store:
-        for name in args.volumes:
-            try:
-                store.remove(name, force=args.force)
-            except EngineError as exc:  # docker goes on with the others, then fails
-                failures.append(exc)
-                continue
-            context.stdout.write(f"{name}\n")
-    if failures:
-        for exc in failures[:-1]:
-            context.stderr.write(f"Error: {exc}\n")
-        raise failures[-1]
-    return 0
+        return apply_each(context, args.volumes, lambda name: store.remove(name, force=args.force))
 
 
 def _add_prune(commands) -> None:
