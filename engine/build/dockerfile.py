@@ -162,7 +162,7 @@ def _instruction(lines: list[str], index: int, escape: str, path: str) -> tuple[
     heredocs: tuple[Heredoc, ...] = ()
     if keyword in HEREDOC_INSTRUCTIONS and "<<" in rest:
         heredocs, index = _heredocs(rest, lines, index, where)
-    exec_form = _json_array(rest) if not heredocs else None
+    exec_form = json_array(rest) if not heredocs else None
     instruction = Instruction(keyword, rest, first + 1, flags, exec_form, heredocs, "\n".join(raw))
     return instruction, index
 
@@ -202,7 +202,7 @@ def _split_first_word(text: str) -> tuple[str, str, str]:
     return text, "", ""
 
 
-def _json_array(rest: str) -> tuple[str, ...] | None:
+def json_array(rest: str) -> tuple[str, ...] | None:
     if not rest.startswith("["):
         return None
     try:

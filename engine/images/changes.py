@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
+from engine.build.dockerfile import json_array
 from engine.errors import InvalidChange
 
 _CHANGE_KEYS = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "USER", "WORKDIR", "VOLUME", "STOPSIGNAL")
@@ -38,22 +39,9 @@ def apply_changes(config: dict[str, Any], changes: Sequence[str]) -> dict[str, A
     return result
 
 
-def _json_list(rest: str) -> list[str] | None:
-    """The JSON (exec) form if `rest` is a JSON array of strings, else None (shell form)."""
-    if not rest.startswith("["):
-        return None
-    try:
-        value = json.loads(rest)
-    except ValueError:
-        return None
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return value
-    return None
-
-
 def _command(rest: str) -> list[str]:
-    exec_form = _json_list(rest)
-    return exec_form if exec_form is not None else ["/bin/sh", "-c", rest]
+    exec_form = json_array(rest)
+    return list(exec_form) if exec_form is not None else ["/bin/sh", "-c", rest]
 
 
 def _words(rest: str, change: str) -> list[str]:
@@ -127,7 +115,7 @@ def _set_workdir(config: dict, rest: str, change: str) -> None:
 
 
 def _set_volume(config: dict, rest: str, change: str) -> None:
-    paths = _json_list(rest)
+    paths = json_array(rest)
     volumes = dict(config.get("Volumes") or {})
     for path in paths if paths is not None else _words(rest, change):
         if not path:
