@@ -406,3 +406,11 @@ def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def rootfs_tar() -> bytes:
+    """The busybox test root filesystem as a tar (rootfs_fixture.py), for import_rootfs in fixtures."""
+    from rootfs_fixture import busybox_tar
+
+    return busybox_tar()

@@ -9,9 +9,12 @@ write to it (the overlay's upper dir takes every write).
 
 from __future__ import annotations
 
+import functools
+import io
 import os
 import shutil
 import subprocess
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -22,6 +25,15 @@ CACHE = Path("/var/cache/pycompose-test")
 VERSION = "1"
 PASSWD = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n"
 GROUP = "root:x:0:\nstaff:x:50:app\napp:x:1000:\n"
+
+
+@functools.cache
+def busybox_tar() -> bytes:
+    """The root filesystem as an uncompressed tar, for `import_rootfs` / `import_image` (made once)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(busybox_rootfs(), arcname=".")
+    return buffer.getvalue()
 
 
 def busybox_rootfs() -> Path:

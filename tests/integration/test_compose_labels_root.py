@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import io
 import os
-import tarfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rootfs_fixture import busybox_rootfs
+from rootfs_fixture import busybox_tar
 
 from compose import labels
 from compose.labels import DependencyLabel, ProjectIdentity
@@ -24,10 +23,7 @@ if os.geteuid() != 0:
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.add(busybox_rootfs(), arcname=".")
-    buffer.seek(0)
+    buffer = io.BytesIO(busybox_tar())
     eng = Engine.open(str(tmp_path / "root"))
     try:
         eng.import_image(buffer, "pyc-test/busybox:1")

@@ -13,7 +13,6 @@ import contextlib
 import io
 import os
 import signal
-import tarfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rootfs_fixture import busybox_rootfs
 
 from engine.containers import cgroups, records
 from engine.containers.manager import ContainerManager
@@ -53,14 +51,6 @@ DOCKER_DEFAULT_CAPS = {
     "AUDIT_WRITE": 29,
     "SETFCAP": 31,
 }
-
-
-@pytest.fixture(scope="module")
-def rootfs_tar() -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.add(busybox_rootfs(), arcname=".")
-    return buffer.getvalue()
 
 
 def _supervisor_processes(root: Path) -> list[int]:

@@ -14,14 +14,13 @@ import io
 import json
 import os
 import signal
-import tarfile
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rootfs_fixture import busybox_rootfs
+from rootfs_fixture import busybox_tar
 
 from engine.containers import cgroups, logs, manager, records, spawn
 from engine.containers.cgroups import Cgroup
@@ -42,14 +41,6 @@ pytestmark = pytest.mark.root
 
 if os.geteuid() != 0:
     pytest.skip("needs root", allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def rootfs_tar(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.add(busybox_rootfs(), arcname=".")
-    return buffer.getvalue()
 
 
 @pytest.fixture
@@ -511,10 +502,7 @@ def test_volumes_with_driver_opts_are_mounted_at_start(mgr: ContainerManager, tm
 
 def test_create_takes_env_user_workdir_and_stop_signal_from_the_image(mgr: ContainerManager) -> None:
     changes = ["ENV A=image B=image", "WORKDIR /srv", "USER app", "STOPSIGNAL SIGQUIT"]
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.add(busybox_rootfs(), arcname=".")
-    buffer.seek(0)
+    buffer = io.BytesIO(busybox_tar())
     image = mgr.images.import_rootfs(buffer, "pyc-test/defaults:1", changes=changes)
     process = Process(args=("sh", "-c", 'echo "$A $B $(id -un) $(pwd)"'), env=(("B", "spec"),))
     spec = ContainerSpec(

@@ -14,7 +14,6 @@ import random
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 import urllib.request
 import uuid
@@ -23,7 +22,6 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
-from rootfs_fixture import busybox_rootfs
 
 from engine.containers import cgroups, records, spawn
 from engine.containers.manager import ContainerManager
@@ -40,14 +38,6 @@ if os.geteuid() != 0:
     pytest.skip("needs root", allow_module_level=True)
 
 IMAGE = "pyc-test/busybox:1"
-
-
-@pytest.fixture(scope="module")
-def rootfs_tar() -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.add(busybox_rootfs(), arcname=".")
-    return buffer.getvalue()
 
 
 class Harness:

@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import uuid
@@ -24,7 +23,6 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
-from rootfs_fixture import busybox_rootfs
 
 from engine.containers import cgroups, records
 from engine.containers.manager import ContainerManager
@@ -42,14 +40,6 @@ if os.geteuid() != 0:
 IMAGE = "pyc-test/busybox:1"
 HTTPD = "echo hello-from-$(hostname) > /tmp/index.html; exec httpd -f -p 80 -h /tmp"
 # busybox 1.35 (Debian) wget -T segfaults on its own (also on the host): the `timeout` applet bounds waits
-
-
-@pytest.fixture(scope="module")
-def rootfs_tar() -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.add(busybox_rootfs(), arcname=".")
-    return buffer.getvalue()
 
 
 class Stack:

@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from rootfs_fixture import busybox_rootfs
+from rootfs_fixture import busybox_tar
 
 from compose.cli.commands import project_containers as pc
 from engine.api import Engine
@@ -134,10 +133,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project
     name = "pyc-test-" + uuid.uuid4().hex[:6]
     engine = Engine.open(str(tmp_path / "root"))
     try:
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            tar.add(busybox_rootfs(), arcname=".")
-        buffer.seek(0)
+        buffer = io.BytesIO(busybox_tar())
         engine.import_image(buffer, IMAGE)
         ids = {
             f"{name}-web-1": _create(
