@@ -338,10 +338,13 @@ class NetworkManager:
 
     @staticmethod
     def _hosts(spec: ContainerSpec, ep: Endpoint) -> tuple[tuple[str, str], ...]:
-        """moby's sandbox /etc/hosts entry for the container itself: its address with the FQDN (when a
-        domainname is set) and the hostname; aliases are not written (the resolver answers them)."""
+        """The /etc/hosts entry for the container itself: its address with the FQDN (when a domainname is
+        set) and the hostname, as moby writes it, then the container name (so a program looking itself
+        up by name needs no DNS); aliases are not written (the resolver answers them)."""
         hostname = spec.hostname or spec.id[:12]
         names = f"{hostname}.{spec.domainname} {hostname}" if spec.domainname else hostname
+        if spec.name and spec.name != hostname:
+            names += f" {spec.name}"
         entries = []
         for address in (ep.ipv4, ep.ipv6):
             if address:
