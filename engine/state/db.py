@@ -181,12 +181,30 @@ def _migrate_to_v5(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+_SCHEMA_V6 = (
+    """CREATE TABLE build_cache (
+        key TEXT PRIMARY KEY,
+        image_id TEXT NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+        parent_id TEXT NULL,
+        created TEXT NOT NULL)""",
+    "CREATE INDEX build_cache_image ON build_cache (image_id)",
+    "CREATE INDEX build_cache_parent ON build_cache (parent_id)",
+)
+
+
+def _migrate_to_v6(conn: sqlite3.Connection) -> None:
+    """The build cache: a step's key -> the image it produced (and the image it started from)."""
+    for statement in _SCHEMA_V6:
+        conn.execute(statement)
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _migrate_to_v1,
     _migrate_to_v2,
     _migrate_to_v3,
     _migrate_to_v4,
     _migrate_to_v5,
+    _migrate_to_v6,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
