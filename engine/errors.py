@@ -161,3 +161,21 @@ class FirewallError(NetworkError):
 
 class BuildError(EngineError):
     """A build step cannot be carried out (a COPY/ADD source missing or outside the context, a bad flag)."""
+
+
+class BuildStepFailed(BuildError):
+    """A RUN step exited non-zero: which step, the command's exit status and its last output lines."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        subject: str | None = None,
+        step: str = "",
+        status: int = 1,
+        tail: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message, subject=subject)
+        self.step = step
+        self.status = status
+        self.tail = tail
