@@ -126,3 +126,9 @@ class ExtendsError(InvalidProjectError):
 
 class IncludeError(InvalidProjectError):
     """An `include` cannot be loaded or conflicts with the including project."""
+
+
+class BuildFailed(ComposeError):
+    """A service's image did not build; exit 17 as docker compose's failed solve."""
+
+    exit_code = 17
