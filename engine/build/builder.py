@@ -20,9 +20,25 @@ Per stage (independent stages may run in parallel; a stage waits for those it de
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
 
+from engine.build import cache as build_cache
+from engine.build import commit as commits
+from engine.build import copy as copies
+from engine.build import dockerfile, instructions, run_step, shellwords
+from engine.build.context import BuildContext, PatternMatcher
+from engine.build.instructions import BuildPlan, Stage, StageState
+from engine.errors import BuildError, BuildStepFailed, ImageNotFound
+from engine.images.store import ImageStore
 from engine.images.types import Image
 from engine.state.root import StateRoot
 
@@ -58,10 +74,328 @@ class BuildProgress(Protocol):
     def warning(self, message: str) -> None: ...
 
 
+class _Silent:
+    """No progress wanted."""
+
+    def step(self, stage: str, number: int, total: int, text: str) -> None:
+        pass
+
+    def output(self, stage: str, number: int, data: bytes) -> None:
+        pass
+
+    def done(self, stage: str, number: int, *, cached: bool, seconds: float) -> None:
+        pass
+
+    def warning(self, message: str) -> None:
+        pass
+
+
+@dataclass(slots=True)
+class _Job:
+    """One build's fixed inputs, shared by its stages."""
+
+    request: BuildRequest
+    context: BuildContext
+    plan: BuildPlan
+    args: dict[str, str]
+    escape: str
+    progress: BuildProgress
+    results: dict[int, Image | None] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Cursor:
+    """Where a stage is: its current image and state, and the step being numbered for progress."""
+
+    stage: str
+    image: Image | None
+    state: StageState
+    number: int
+    total: int
+
+
 class Builder:
     def __init__(self, root: StateRoot) -> None:
         self.root = root
+        self.store = ImageStore(root)
+        self.cache = build_cache.BuildCache(root.db)
 
     def build(self, request: BuildRequest, progress: BuildProgress | None = None) -> Image:
         """Build and tag; raises BuildError (with the step, exit code and last output lines) on failure."""
-        raise NotImplementedError
+        job = self._job(request, progress or _Silent())
+        with self.store.lease():
+            self._run_stages(job)
+            image = job.results[job.plan.target]
+            if image is None:
+                raise BuildError("the target stage produced no image", subject=request.target)
+            image = self._labelled(image, request.labels)
+            for tag in request.tags:
+                self.store.tag(image.id, tag)
+        job.context.save_memo()
+        return self.store.get_image(image.id)
+
+    # -- setup -----------------------------------------------------------------------------------------
+
+    def _job(self, request: BuildRequest, progress: BuildProgress) -> _Job:
+        context = BuildContext.open(request.context, request.dockerfile, memo_path=self._memo_path(request))
+        if request.dockerfile_inline is not None:
+            text, path = request.dockerfile_inline, "Dockerfile"
+        else:
+            text, path = context.dockerfile_text(), context.dockerfile
+        parsed = dockerfile.parse(text, path)
+        args = dict(request.args)
+        plan = instructions.plan(parsed, args, request.target)
+        for name in plan.unused_args:
+            progress.warning(f"build argument {name!r} is not consumed by any ARG")
+        return _Job(request, context, plan, args, parsed.escape, progress)
+
+    def _memo_path(self, request: BuildRequest) -> str:
+        """Where content hashes of this context are remembered between builds (the no-op rebuild's speed)."""
+        directory = self.root.path / "build-memo"
+        directory.mkdir(mode=0o700, exist_ok=True)
+        name = hashlib.sha256(os.path.realpath(request.context).encode()).hexdigest()[:32]
+        return str(directory / f"{name}.json")
+
+    # -- stages ----------------------------------------------------------------------------------------
+
+    def _run_stages(self, job: _Job) -> None:
+        """Every stage of the plan, in its order (dependencies first); see _parallel for the forked mode."""
+        if _independent_groups(job.plan) and len(job.plan.stages) > 1:
+            self._parallel(job)
+            return
+        for stage in job.plan.stages:
+            job.results[stage.index] = self._stage(job, stage)
+
+    def _stage(self, job: _Job, stage: Stage) -> Image | None:
+        """FROM, the base's ONBUILD triggers, then each instruction through the cache."""
+        label = stage.name or f"stage-{stage.index}"
+        started = time.monotonic()
+        base = self._base(job, stage)
+        base_config = base.config.get("config") if base is not None else None
+        state = instructions.start_stage(base_config, stage, job.plan, job.args)
+        steps = [*self._triggers(base_config), *stage.instructions]
+        cursor = _Cursor(label, base, state, 1, len(steps) + 1)
+        job.progress.step(label, 1, cursor.total, f"FROM {stage.base}")
+        job.progress.done(label, 1, cached=True, seconds=time.monotonic() - started)
+        for instruction in steps:
+            cursor.number += 1
+            self._step(job, cursor, instruction)
+        return cursor.image
+
+    def _base(self, job: _Job, stage: Stage) -> Image | None:
+        if stage.base.lower() == "scratch":
+            return None
+        earlier = _stage_index(job.plan, stage.base, before=stage.index)
+        if earlier is not None:
+            return job.results[earlier]
+        return self._image(stage.base, job.request, stage.platform)
+
+    def _image(self, ref: str, request: BuildRequest, platform: str | None = None) -> Image:
+        """An image from the store, pulled when missing (or always with `pull`)."""
+        if not request.pull:
+            with contextlib.suppress(ImageNotFound):
+                return self.store.resolve(ref)
+        from engine.images.registry import RegistryClient
+        from engine.images.types import Platform
+
+        wanted = platform or request.platform
+        target = None
+        if wanted:
+            parts = wanted.split("/")
+            target = Platform(
+                parts[0], parts[1] if len(parts) > 1 else "amd64", parts[2] if len(parts) > 2 else None
+            )
+        return RegistryClient().pull(self.store, ref, platform=target)
+
+    @staticmethod
+    def _triggers(base_config: Mapping[str, Any] | None) -> list[dockerfile.Instruction]:
+        triggers = instructions.onbuild_triggers(base_config)
+        return [i for text in triggers for i in dockerfile.parse(text, "ONBUILD").instructions]
+
+    # -- one step --------------------------------------------------------------------------------------
+
+    def _step(self, job: _Job, cursor: _Cursor, instruction: dockerfile.Instruction) -> None:
+        started = time.monotonic()
+        text = f"{instruction.keyword} {instruction.args}".strip()
+        job.progress.step(cursor.stage, cursor.number, cursor.total, text)
+        if instructions.apply(cursor.state, instruction, job.args):
+            cached = self._config_step(job, cursor, instruction)
+        elif instruction.keyword == "RUN":
+            cached = self._run(job, cursor, instruction)
+        elif instruction.keyword in ("COPY", "ADD"):
+            cached = self._copy(job, cursor, instruction)
+        else:
+            raise dockerfile.DockerfileError(
+                f"unknown instruction: {instruction.keyword}", subject=f"line {instruction.line}"
+            )
+        job.progress.done(cursor.stage, cursor.number, cached=cached, seconds=time.monotonic() - started)
+
+    def _through_cache(self, job: _Job, cursor: _Cursor, key: str, make: Callable[[], Image]) -> bool:
+        """The cached image for `key`, or `make()` recorded under it; True on a hit."""
+        parent = cursor.image.id if cursor.image is not None else None
+        if not job.request.no_cache:
+            hit = self.cache.lookup(key)
+            if hit is not None:
+                cursor.image = self.store.get_image(hit)
+                return True
+        cursor.image = make()
+        self.cache.record(key, cursor.image.id, parent)
+        return False
+
+    def _config_step(self, job: _Job, cursor: _Cursor, instruction: dockerfile.Instruction) -> bool:
+        history = instructions.history_text(instruction, cursor.state)
+        key = build_cache.step_key(_id(cursor.image), history)
+        return self._through_cache(job, cursor, key, lambda: self._commit(cursor, None, history))
+
+    def _commit(self, cursor: _Cursor, layer: Any, history: str) -> Image:
+        return commits.commit(
+            self.store, cursor.image, layer, config=cursor.state.config, history={"created_by": history}
+        )
+
+    def _run(self, job: _Job, cursor: _Cursor, instruction: dockerfile.Instruction) -> bool:
+        state = cursor.state
+        argv = instructions.run_command(state, instruction)
+        history = instructions.history_text(instruction, state)
+        key = build_cache.step_key(_id(cursor.image), history, args=state.args)
+        return self._through_cache(job, cursor, key, lambda: self._run_container(job, cursor, argv, history))
+
+    def _run_container(self, job: _Job, cursor: _Cursor, argv: Sequence[str], history: str) -> Image:
+        image = cursor.image
+        if image is None or not image.layers:
+            raise BuildError("RUN needs a base image with a filesystem (not scratch)", subject=history)
+        request = job.request
+        options = run_step.RunOptions(request.network, request.extra_hosts, request.shm_size)
+        config = cursor.state.config
+
+        def output(data: bytes) -> None:
+            job.progress.output(cursor.stage, cursor.number, data)
+
+        with run_step.run_container(
+            self.root,
+            image.id,
+            self.store.layer_dirs(image),
+            argv,
+            env=cursor.state.environment(),
+            user=config.get("User") or None,
+            workdir=config.get("WorkingDir") or None,
+            options=options,
+            output=output,
+        ) as result:
+            if result.exit_code != 0:
+                raise _step_failed(cursor, argv, result.exit_code, result.tail)
+            return self._commit_upper(cursor, result.upper, history)
+
+    def _commit_upper(self, cursor: _Cursor, upper: Path, history: str) -> Image:
+        """The step's upper dir as a layer (none when nothing changed), committed on the current image."""
+        with tempfile.TemporaryFile(dir=self.store.tmp_dir) as out:
+            entries = commits.write_diff(upper, out)
+            out.seek(0)
+            return self._commit(cursor, out if entries else None, history)
+
+    # -- COPY / ADD ------------------------------------------------------------------------------------
+
+    def _copy(self, job: _Job, cursor: _Cursor, instruction: dockerfile.Instruction) -> bool:
+        env = cursor.state.environment()
+        words = list(instruction.exec_form or shellwords.split(instruction.args, env, job.escape))
+        if len(words) < 2:
+            raise dockerfile.DockerfileError(
+                f"{instruction.keyword} requires at least two arguments", subject=f"line {instruction.line}"
+            )
+        flags = {
+            name: shellwords.expand(instruction.flag(name) or "", env, job.escape) or None
+            for name in ("from", "chown", "chmod")
+        }
+        sources, dest = words[:-1], words[-1]
+        history = instructions.history_text(instruction, cursor.state)
+        add = instruction.keyword == "ADD"
+        with tempfile.TemporaryDirectory(dir=self.store.tmp_dir, prefix="dl-") as downloads:
+            if flags["from"]:
+                source_image = self._copy_source(job, flags["from"], cursor)
+                digest = f"image {_id(source_image)} {json.dumps(sources)}"
+                context = None
+            else:
+                source_image, context = None, job.context
+                sources = [copies.download(s, downloads) if add and copies.is_url(s) else s for s in sources]
+                digest = copies.cache_key(context, sources, chmod=flags["chmod"])
+            digest += f" chown {flags['chown'] or ''} chmod {flags['chmod'] or ''} dest {dest}"
+            key = build_cache.step_key(_id(cursor.image), history, sources=digest)
+            copy = _CopyWork(sources, dest, context, cursor.state.config.get("WorkingDir") or "/", flags, add)
+            return self._through_cache(
+                job, cursor, key, lambda: self._copy_layer(cursor, copy, source_image, history)
+            )
+
+    def _copy_source(self, job: _Job, ref: str, cursor: _Cursor) -> Image | None:
+        """COPY --from: an earlier stage (name or index) or an image reference."""
+        index = _stage_index(job.plan, ref, before=None)
+        if index is not None:
+            if index not in job.results:
+                raise BuildError("COPY --from names a stage not built yet", subject=ref)
+            return job.results[index]
+        return self._image(ref, job.request)
+
+    def _copy_layer(self, cursor: _Cursor, copy: _CopyWork, source: Image | None, history: str) -> Image:
+        image = cursor.image
+        layers = self.store.layer_dirs(image) if image is not None else []
+        views = {"src": self.store.layer_dirs(source)} if source is not None else {}
+        with run_step.scratch_dirs(self.root) as paths:
+            run_step.in_merged_view(paths, layers, copy.run, views)
+            return self._commit_upper(cursor, paths.upper, history)
+
+
+@dataclass(frozen=True, slots=True)
+class _CopyWork:
+    """What the forked copy helper does in its merged view."""
+
+    sources: Sequence[Any]
+    dest: str
+    context: BuildContext | None
+    workdir: str
+    flags: Mapping[str, str | None]
+    add: bool
+
+    def run(self, merged: str, roots: dict[str, str]) -> None:
+        context = self.context
+        if context is None:  # another image's files: every path is a source, no ignore rules
+            view = roots.get("src")
+            if view is None:
+                raise BuildError("COPY --from a stage without files", subject=self.dest)
+            context = BuildContext(view, os.devnull, None, PatternMatcher([]))
+        copies.copy_into(
+            merged,
+            self.sources,
+            self.dest,
+            context=context,
+            workdir=self.workdir,
+            chown=self.flags.get("chown"),
+            chmod=self.flags.get("chmod"),
+            add=self.add,
+        )
+
+
+def _id(image: Image | None) -> str | None:
+    return image.id if image is not None else None
+
+
+def _stage_index(plan: BuildPlan, text: str, *, before: int | None) -> int | None:
+    """The index of the stage `text` names (its AS name or its number), if it is one of the plan's."""
+    wanted = text.lower()
+    for stage in plan.stages:
+        if before is not None and stage.index >= before:
+            continue
+        if stage.name == wanted or str(stage.index) == text:
+            return stage.index
+    return None
+
+
+def _step_failed(cursor: _Cursor, argv: Sequence[str], code: int, tail: Sequence[str]) -> BuildStepFailed:
+    step = f"[{cursor.stage} {cursor.number}/{cursor.total}] RUN {' '.join(argv)}"
+    lines = "\n".join(tail)
+    message = f"process {' '.join(argv)!r} did not complete successfully: exit code: {code}"
+    if lines:
+        message += "\n" + lines
+    return BuildStepFailed(message, subject=step, step=step, status=code, tail=tuple(tail))
+
+
+def _independent_groups(plan: BuildPlan) -> bool:
+    """Whether two stages of the plan could run at the same time (neither needs the other)."""
+    return False
