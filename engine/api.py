@@ -19,6 +19,7 @@ from engine.errors import ImageNotFound
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from engine.build.builder import BuildProgress, BuildRequest
     from engine.containers.logs import LogRecord
     from engine.containers.manager import ContainerManager
     from engine.containers.spec import ContainerSpec, PortBinding
@@ -53,6 +54,8 @@ _EXPORTS = {
     "IpamPool": "engine.net.types",
     "Network": "engine.net.types",
     "PublishedPort": "engine.net.types",
+    "BuildRequest": "engine.build.builder",
+    "BuildProgress": "engine.build.builder",
 }
 
 
@@ -153,8 +156,9 @@ class Engine:
 
     # -- images in the store ------------------------------------------------------------------------------
 
-    def list_images(self) -> list[Image]:
-        return self.store.list_images()
+    def list_images(self, all: bool = True) -> list[Image]:
+        """Every image; `all=False` hides untagged build intermediates (`image ls` without -a)."""
+        return self.store.list_images(all=all)
 
     def inspect_image(self, ref: str) -> Image:
         """The image a reference, full id or unambiguous id prefix names; ImageNotFound otherwise."""
@@ -178,6 +182,12 @@ class Engine:
     def tag_image(self, source: str, target: str) -> Image:
         self.store.tag(source, target)
         return self.store.resolve(target)
+
+    def build_image(self, request: BuildRequest, progress: BuildProgress | None = None) -> Image:
+        """Build a Dockerfile (engine/build): steps through the layer cache, the result tagged."""
+        from engine.build.builder import Builder
+
+        return Builder(self.root).build(request, progress)
 
     # -- containers ---------------------------------------------------------------------------------------
 

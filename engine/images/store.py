@@ -476,9 +476,15 @@ class ImageStore:
         row = self._db.query_one("SELECT 1 FROM image_blobs WHERE digest = ? LIMIT 1", (digest,))
         return row is not None
 
-    def list_images(self) -> list[Image]:
-        """Every image, newest first (as `docker image ls` orders them)."""
+    def list_images(self, *, all: bool = True) -> list[Image]:
+        """Every image, newest first (as `docker image ls` orders them); without `all`, not the untagged
+        intermediates of builds (images a cached build step started from: engine.build.cache)."""
         rows = self._db.query("SELECT * FROM images ORDER BY created DESC, id")
+        if not all:
+            from engine.build.cache import intermediate_ids
+
+            hidden = intermediate_ids(self._db)
+            rows = [row for row in rows if row["id"] not in hidden]
         return [self._image_from_row(row) for row in rows]
 
     def image_size(self, image: Image) -> int:

@@ -164,7 +164,7 @@ def _add_ls(commands) -> None:
     parser = _command(commands, "ls", _ls, "list images", aliases=("list",))
     parser.add_argument("repository", nargs="?", help="only images of this repository (optionally :tag)")
     parser.add_argument(
-        "-a", "--all", action="store_true", help="show all images (there are no intermediate)"
+        "-a", "--all", action="store_true", help="show all images (default hides build intermediates)"
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="only show image ids")
     parser.add_argument("--digests", action="store_true", help="show digests")
@@ -176,7 +176,7 @@ def _ls(args, context) -> int:
     import json
 
     with open_engine(args) as engine:
-        images = engine.list_images()
+        images = engine.list_images(all=args.all)
     images.sort(key=lambda image: parse_time(image.created) or 0.0, reverse=True)
     rows = [row for image in images for row in image_rows(image)]
     if args.repository:
