@@ -215,6 +215,8 @@ def test_overlay_bookkeeping_is_dropped_and_unsupported_features_refused(tmp_pat
     os.setxattr(up / "d", "trusted.overlay.origin", b"\x00\xfb")
     os.setxattr(up / "d", "trusted.overlay.impure", b"y")
     os.setxattr(up / "d" / "f", "security.capability", b"\x01\x00\x00\x02" + bytes(16))
+    os.mknod(up / "d" / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a real device, not a whiteout
+    os.chmod(up / "d" / "null", 0o666)  # past the umask
     buf = io.BytesIO()
     write_diff(up, buf)
     buf.seek(0)
@@ -222,6 +224,10 @@ def test_overlay_bookkeeping_is_dropped_and_unsupported_features_refused(tmp_pat
         heads = {m.name: m.pax_headers for m in tar.getmembers()}
     assert not any(k.startswith("SCHILY.xattr.") for k in heads["d"])
     assert "SCHILY.xattr.security.capability" in heads["d/f"]
+    buf.seek(0)
+    with tarfile.open(fileobj=buf) as tar:
+        null = tar.getmember("d/null")
+    assert null.ischr() and (null.devmajor, null.devminor, null.mode) == (1, 3, 0o666)
 
     os.setxattr(up / "d" / "f", "trusted.overlay.metacopy", b"")
     with pytest.raises(BuildError, match="metacopy"):

@@ -315,3 +315,12 @@ def test_failure_half_way_leaves_no_image_and_no_tag(store: ImageStore, tmp_path
     assert store.resolve("pyc-test/b:1").id == base.id
     store.prune()  # what the failures left is unreferenced and goes with a prune
     assert {i.id for i in store.list_images()} == before
+
+
+def test_scratch_with_only_config_steps(store: ImageStore) -> None:
+    """`FROM scratch` + `CMD`: an image with no layers at all, one history entry per step."""
+    first = commit(store, None, None, config={"Cmd": ["x"]}, history={"created_by": "CMD x"})
+    second = commit(store, first, None, config={"Cmd": ["y"]}, history={"created_by": "CMD y"})
+    assert first.layers == () and second.config["rootfs"]["diff_ids"] == []
+    assert [h["created_by"] for h in second.config["history"]] == ["CMD x", "CMD y"]
+    assert all(h["empty_layer"] for h in second.config["history"])
