@@ -20,10 +20,13 @@ Per stage (independent stages may run in parallel; a stage waits for those it de
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
+import selectors
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,6 +40,7 @@ from engine.build import copy as copies
 from engine.build import dockerfile, instructions, run_step, shellwords
 from engine.build.context import BuildContext, PatternMatcher
 from engine.build.instructions import BuildPlan, Stage, StageState
+from engine.containers import spawn
 from engine.errors import BuildError, BuildStepFailed, ImageNotFound
 from engine.images.store import ImageStore
 from engine.images.types import Image
@@ -159,12 +163,58 @@ class Builder:
     # -- stages ----------------------------------------------------------------------------------------
 
     def _run_stages(self, job: _Job) -> None:
-        """Every stage of the plan, in its order (dependencies first); see _parallel for the forked mode."""
-        if _independent_groups(job.plan) and len(job.plan.stages) > 1:
-            self._parallel(job)
-            return
-        for stage in job.plan.stages:
-            job.results[stage.index] = self._stage(job, stage)
+        """Every stage of the plan, dependencies first. One stage ready at a time runs here; stages
+        ready together run in forked single-threaded workers (RUN forks containers: no threads, ever),
+        which report progress and their image id through a pipe."""
+        pending = {stage.index: stage for stage in job.plan.stages}
+        running: dict[int, _Worker] = {}
+        failure: BaseException | None = None
+        while pending or running:
+            ready = [s for s in pending.values() if all(d in job.results for d in s.depends_on)]
+            if failure is not None:
+                ready = []
+            if len(ready) == 1 and not running:
+                del pending[ready[0].index]
+                job.results[ready[0].index] = self._stage(job, ready[0])
+                continue
+            for stage in ready:
+                del pending[stage.index]
+                worker = self._fork_stage(job, stage)
+                running[worker.fd] = worker
+            if not running:
+                break
+            failure = self._collect(job, running) or failure
+        if failure is not None:
+            raise failure
+
+    def _fork_stage(self, job: _Job, stage: Stage) -> _Worker:
+        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the worker reports through the pipe
+            os.close(read_fd)
+            _worker_main(self, job, stage, write_fd)
+        os.close(write_fd)
+        return _Worker(pid, read_fd, stage)
+
+    def _collect(self, job: _Job, running: dict[int, _Worker]) -> BaseException | None:
+        """Relay what the workers report until one finishes; its image (or error) is recorded."""
+        with selectors.DefaultSelector() as sel:
+            for fd in running:
+                sel.register(fd, selectors.EVENT_READ)
+            while True:
+                for key, _ in sel.select():
+                    worker = running[key.fd]
+                    if worker.feed(os.read(key.fd, 65536), job.progress):
+                        continue
+                    del running[key.fd]
+                    os.close(key.fd)
+                    spawn.wait(worker.pid)
+                    if worker.error is not None:
+                        return worker.error
+                    job.results[worker.stage.index] = (
+                        self.store.get_image(worker.image_id) if worker.image_id else None
+                    )
+                    return None
 
     def _stage(self, job: _Job, stage: Stage) -> Image | None:
         """FROM, the base's ONBUILD triggers, then each instruction through the cache."""
@@ -396,6 +446,109 @@ def _step_failed(cursor: _Cursor, argv: Sequence[str], code: int, tail: Sequence
     return BuildStepFailed(message, subject=step, step=step, status=code, tail=tuple(tail))
 
 
-def _independent_groups(plan: BuildPlan) -> bool:
-    """Whether two stages of the plan could run at the same time (neither needs the other)."""
-    return False
+# -- stage workers (forked) --------------------------------------------------------------------------
+
+
+class _PipeProgress:
+    """A worker's BuildProgress: every call becomes one JSON line to the parent."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def send(self, event: dict[str, Any]) -> None:
+        data = (json.dumps(event) + "\n").encode()
+        while data:
+            data = data[os.write(self.fd, data) :]
+
+    def step(self, stage: str, number: int, total: int, text: str) -> None:
+        self.send({"ev": "step", "stage": stage, "number": number, "total": total, "text": text})
+
+    def output(self, stage: str, number: int, data: bytes) -> None:
+        self.send({"ev": "output", "stage": stage, "number": number, "data": base64.b64encode(data).decode()})
+
+    def done(self, stage: str, number: int, *, cached: bool, seconds: float) -> None:
+        self.send({"ev": "done", "stage": stage, "number": number, "cached": cached, "seconds": seconds})
+
+    def warning(self, message: str) -> None:
+        self.send({"ev": "warning", "message": message})
+
+
+def _worker_main(builder: Builder, job: _Job, stage: Stage, fd: int) -> None:
+    """In the forked worker: build the stage, report its image id or its error; never returns."""
+    pipe = _PipeProgress(fd)
+    try:
+        worker_job = dataclasses.replace(job, progress=pipe, results=dict(job.results))
+        image = builder._stage(worker_job, stage)
+        pipe.send({"ev": "result", "id": _id(image)})
+        code = 0
+    except BaseException as exc:
+        with contextlib.suppress(BaseException):
+            pipe.send({"ev": "error", **_error_body(exc)})
+        code = 1
+    os._exit(code)
+
+
+def _error_body(exc: BaseException) -> dict[str, Any]:
+    body = json.loads(spawn._encode_error(exc))
+    if isinstance(exc, BuildStepFailed):
+        body.update(step=exc.step, status=exc.status, tail=list(exc.tail))
+    return body
+
+
+def _error_from(body: Mapping[str, Any]) -> BaseException:
+    if body.get("type") == "BuildStepFailed":
+        return BuildStepFailed(
+            str(body.get("message")),
+            subject=body.get("subject"),
+            step=str(body.get("step", "")),
+            status=int(body.get("status", 1)),
+            tail=tuple(body.get("tail", ())),
+        )
+    return spawn._error_from(json.dumps(body).encode(), "build")
+
+
+@dataclass(slots=True)
+class _Worker:
+    """A forked stage worker as the parent sees it: its pipe, and what it has said so far."""
+
+    pid: int
+    fd: int
+    stage: Stage
+    buffer: bytes = b""
+    image_id: str | None = None
+    error: BaseException | None = None
+
+    def feed(self, chunk: bytes, progress: BuildProgress) -> bool:
+        """Relay complete lines to `progress`; False at the end of the stream."""
+        if not chunk:
+            if self.error is None and self.image_id is None:
+                self.error = self.error or _missing_result(self)
+            return False
+        self.buffer += chunk
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
+            self._event(json.loads(line), progress)
+        return True
+
+    def _event(self, event: dict[str, Any], progress: BuildProgress) -> None:
+        kind = event.pop("ev")
+        if kind == "step":
+            progress.step(event["stage"], event["number"], event["total"], event["text"])
+        elif kind == "output":
+            progress.output(event["stage"], event["number"], base64.b64decode(event["data"]))
+        elif kind == "done":
+            progress.done(event["stage"], event["number"], cached=event["cached"], seconds=event["seconds"])
+        elif kind == "warning":
+            progress.warning(event["message"])
+        elif kind == "result":
+            self.image_id = event["id"] or ""
+        elif kind == "error":
+            self.error = _error_from(event)
+
+
+def _missing_result(worker: _Worker) -> BaseException | None:
+    if worker.image_id is not None:
+        return None
+    return BuildError(
+        "the stage worker died without a result", subject=worker.stage.name or str(worker.stage.index)
+    )
