@@ -138,6 +138,21 @@ class Builder:
         job.context.save_memo()
         return self.store.get_image(image.id)
 
+    def _labelled(self, image: Image, labels: Sequence[tuple[str, str]]) -> Image:
+        """The request's labels on the result: one more config step, cached like the others."""
+        if not labels:
+            return image
+        config = dict(image.config.get("config") or {})
+        config["Labels"] = {**(config.get("Labels") or {}), **dict(labels)}
+        text = "LABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in labels)
+        key = build_cache.step_key(image.id, text)
+        hit = self.cache.lookup(key)
+        if hit is not None:
+            return self.store.get_image(hit)
+        result = commits.commit(self.store, image, None, config=config, history={"created_by": text})
+        self.cache.record(key, result.id, image.id)
+        return result
+
     # -- setup -----------------------------------------------------------------------------------------
 
     def _job(self, request: BuildRequest, progress: BuildProgress) -> _Job:

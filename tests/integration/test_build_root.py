@@ -144,7 +144,7 @@ def test_run_args_env_and_config(root: StateRoot, tmp_path: Path) -> None:
     progress = Recorder()
     request = BuildRequest(str(ctx), tags=("pyc-test/args:1",), args=(("GREETING", "hi"),), network="none")
     image = Builder(root).build(request, progress)
-    assert "pyc-test/args:1" in image.repo_tags
+    assert "docker.io/pyc-test/args:1" in image.repo_tags
     config = image.config["config"]
     assert "TARGET=world" in config["Env"] and config["WorkingDir"] == "/srv"
     assert config["Cmd"] == ["cat", "/srv/greeting.txt"]
@@ -285,5 +285,5 @@ def test_no_leak_on_missing_copy_source(root: StateRoot, tmp_path: Path) -> None
     with pytest.raises(BuildError):
         Builder(root).build(BuildRequest(str(ctx), tags=("pyc-test/missing:1",), network="none"))
     store = ImageStore(root)
-    assert [i.repo_tags for i in store.list_images()] == [(BASE,)]
+    assert [i.repo_tags for i in store.list_images()] == [(f"docker.io/{BASE}",)]
     assert list(store.tmp_dir.iterdir()) == []
