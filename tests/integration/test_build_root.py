@@ -9,6 +9,8 @@ root, network (bridge, iptables rules) and staging file is gone, even when the t
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import io
 import os
 import uuid
@@ -287,3 +289,60 @@ def test_no_leak_on_missing_copy_source(root: StateRoot, tmp_path: Path) -> None
     store = ImageStore(root)
     assert [i.repo_tags for i in store.list_images()] == [(f"docker.io/{BASE}",)]
     assert list(store.tmp_dir.iterdir()) == []
+
+
+def test_independent_stages_run_in_parallel_workers(root: StateRoot, tmp_path: Path) -> None:
+    """Two stages that need nothing of each other run at the same time (forked workers): each waits for
+    a file only the other writes, so a sequential build would time out; their output is relayed."""
+    wait = "for i in $(seq 100); do [ -e /shared/{0} ] && break; sleep 0.1; done; [ -e /shared/{0} ]"
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    ctx = _context(
+        tmp_path,
+        "FROM pyc-test/busybox:1 AS left\n"
+        f"RUN touch /shared/left && {wait.format('right')} && echo left-done > /left\n"
+        "FROM pyc-test/busybox:1 AS right\n"
+        f"RUN touch /shared/right && {wait.format('left')} && echo right-done > /right\n"
+        "FROM pyc-test/busybox:1\n"
+        "COPY --from=left /left /from-left\n"
+        "COPY --from=right /right /from-right\n",
+    )
+    progress = Recorder()
+    request = BuildRequest(str(ctx), tags=("pyc-test/parallel:1",), network="host")
+    builder = Builder(root)
+    with _shared_mount(shared):
+        builder.build(request, progress)
+    assert _run(root, "pyc-test/parallel:1", "cat", "/from-left", "/from-right") == "left-done\nright-done\n"
+    assert {s[0] for s in progress.steps} == {"left", "right", "stage-2"}
+
+
+@contextlib.contextmanager
+def _shared_mount(shared: Path) -> Iterator[None]:
+    """Both stages see `shared` at /shared: a bind through the build's extra mount hook (test only)."""
+    from engine.build import run_step
+    from engine.containers.spec import Mount
+
+    original = run_step._spec
+
+    def with_mount(*args, **kwargs):  # type: ignore[no-untyped-def]
+        spec = original(*args, **kwargs)
+        return dataclasses.replace(spec, mounts=(Mount("bind", "/shared", str(shared)),))
+
+    run_step._spec = with_mount
+    try:
+        yield
+    finally:
+        run_step._spec = original
+
+
+def test_failure_in_a_parallel_worker(root: StateRoot, tmp_path: Path) -> None:
+    ctx = _context(
+        tmp_path,
+        "FROM pyc-test/busybox:1 AS good\nRUN echo fine > /ok\n"
+        "FROM pyc-test/busybox:1 AS bad\nRUN echo oops && exit 4\n"
+        "FROM pyc-test/busybox:1\nCOPY --from=good /ok /ok\nCOPY --from=bad /etc/passwd /p\n",
+    )
+    with pytest.raises(BuildStepFailed) as info:
+        Builder(root).build(BuildRequest(str(ctx), tags=("pyc-test/pfail:1",), network="none"), Recorder())
+    assert info.value.status == 4 and info.value.tail == ("oops",) and "bad" in info.value.step
+    assert not any("pfail" in t for i in ImageStore(root).list_images() for t in i.repo_tags)
