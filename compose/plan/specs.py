@@ -29,6 +29,8 @@ Details that follow docker compose rather than intuition:
   container that claims it.
 - secrets and configs with a `file:` are read-only bind mounts (`/run/secrets/<name>`, `/<name>`); a bind
   mount in `volumes` at the same target wins, as in compose.
+- `network_mode: bridge` (Docker's default bridge) is passed as is with no networks: the engine has no
+  default bridge network, so such a container gets a private network namespace only.
 - environment entries with no value (`KEY: null`, unset on the host) are left out.
 
 Accepted but not applied (the engine has no such control, or it is meaningless on one host):
