@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import io
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,11 +77,17 @@ def root(tmp_path: Path, rootfs_tar: bytes) -> Iterator[StateRoot]:
 
 
 def _remove_networks(state: StateRoot) -> None:
-    from engine.net.manager import NetworkManager
+    """The build network (and its bridge and rules) goes with the test; none of it may stay behind."""
+    from engine.net.manager import NetworkManager, scope_of
 
     networks = NetworkManager(state)
+    bridges = [network.bridge for network in networks.list_networks()]
     for network in networks.list_networks():
         networks.remove_network(network.id)
+    assert [b for b in bridges if os.path.exists(f"/sys/class/net/{b}")] == []
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
+    scope = scope_of(state)
+    assert [line for line in rules.splitlines() if line.startswith("-A") and scope in line] == []
 
 
 def _leftovers(state: StateRoot) -> list[str]:
