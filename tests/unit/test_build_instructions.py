@@ -6,6 +6,8 @@ import pytest
 
 from engine.build import instructions as ins
 from engine.build.dockerfile import DockerfileError, parse
+from engine.errors import InvalidChange
+from engine.images.changes import apply_changes
 from engine.images.manifest import host_platform
 
 
@@ -444,3 +446,45 @@ def test_history_changes_with_heredoc_content_and_args() -> None:
     assert ins.history_text(run, ins.StageState({}, args={"V": "1"})) != ins.history_text(
         run, ins.StageState({}, args={"V": "2"})
     )
+
+
+# -- docker import --change through this module -------------------------------------------------------
+
+
+def test_import_changes_share_the_rules() -> None:
+    base = {"Env": ["PATH=/bin", "HOME=/root"], "Cmd": ["sh"]}
+    config = apply_changes(
+        base,
+        [
+            "ENV PATH=/opt:$PATH",
+            "WORKDIR $HOME/app",
+            "ENTRYPOINT /init",
+            "HEALTHCHECK --interval=10s CMD true",
+            "ONBUILD RUN make",
+        ],
+    )
+    assert base["Env"] == ["PATH=/bin", "HOME=/root"]  # the caller's config is not touched
+    assert config == {
+        "Env": ["PATH=/opt:/bin", "HOME=/root"],
+        "WorkingDir": "/root/app",
+        "Entrypoint": ["/bin/sh", "-c", "/init"],  # and the old Cmd is dropped, as Docker
+        "Healthcheck": {"Test": ["CMD-SHELL", "true"], "Interval": 10 * 10**9},
+        "OnBuild": ["RUN make"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("RUN true", "RUN is not a supported change"),
+        ("MAINTAINER me", "MAINTAINER is not a supported change"),
+        ('SHELL ["/bin/bash"]', "SHELL is not a supported change"),
+        ("HEALTHCHECK FOO", "Unknown type"),
+        ("ONBUILD ONBUILD RUN x", "Chaining ONBUILD"),
+        ("EXPOSE 1-0", "invalid port range"),
+    ],
+)
+def test_import_change_errors_name_the_change(change: str, message: str) -> None:
+    with pytest.raises(InvalidChange, match=message) as info:
+        apply_changes({}, [change])
+    assert info.value.subject == change
