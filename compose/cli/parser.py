@@ -20,7 +20,6 @@ _INVALID_CHOICE = re.compile(r"argument COMMAND: invalid choice: '([^']*)'")
 # "unknown command".
 PLANNED_COMMANDS = (
     "attach",
-    "build",
     "cp",
     "create",
     "down",
@@ -56,6 +55,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def build_parser() -> ArgumentParser:
     from compose.cli.commands import (
+        build,
         config,
         container,
         image,
@@ -126,6 +126,7 @@ def build_parser() -> ArgumentParser:
     )
     parser.add_argument("-v", "--version", action="store_true", help="show the pycompose version and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    build.add_parser(subparsers)
     config.add_parser(subparsers)
     container.add_parser(subparsers)
     image.add_parser(subparsers)

@@ -246,3 +246,200 @@ def test_needs_build(tmp_path):
     assert needs_build(b, present=True)  # pull_policy: build always builds
     assert not needs_build(b, present=False, no_build=True)
     assert not needs_build(c, present=False, build=True)
+
+
+# -- the progress display ---------------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_plain_display_is_buildkit_like():
+    import io
+
+    from compose.cli.buildprogress import BuildDisplay
+
+    out, clock = io.StringIO(), Clock()
+    display = BuildDisplay(out, clock)
+    web = display.for_service("web")
+    web.step("", 1, 3, "FROM docker.io/library/busybox:latest")
+    web.done("", 1, cached=False, seconds=0.02)
+    web.step("", 2, 3, "COPY app /app")
+    web.done("", 2, cached=True, seconds=0.0)
+    web.step("builder", 3, 3, "RUN echo hi")
+    clock.now += 0.25
+    web.output("builder", 3, b"hel")
+    web.output("builder", 3, b"lo\nwor")  # lines arrive split anywhere
+    clock.now += 0.5
+    web.done("builder", 3, cached=False, seconds=0.8)
+    web.warning("FromAsCasing: 'as' and 'FROM' keywords' casing do not match")
+    display.built("web", "sha256:abc", ("docker.io/library/pyct-app-web:latest",))
+    display.close()
+    assert out.getvalue() == (
+        "\n#1 [web 1/3] FROM docker.io/library/busybox:latest\n#1 DONE 0.0s\n"
+        "\n#2 [web 2/3] COPY app /app\n#2 CACHED\n"
+        "\n#3 [web builder 3/3] RUN echo hi\n#3 0.250 hello\n#3 0.750 wor\n#3 DONE 0.8s\n"
+        "\n#4 exporting to image\n#4 writing image sha256:abc done\n"
+        "#4 naming to docker.io/library/pyct-app-web:latest done\n#4 DONE 0.0s\n"
+        "\n 1 warning found:\n - web: FromAsCasing: 'as' and 'FROM' keywords' casing do not match\n"
+    )
+
+
+def test_plain_display_marks_the_failed_step():
+    import io
+
+    from compose.cli.buildprogress import BuildDisplay
+
+    out = io.StringIO()
+    display = BuildDisplay(out, Clock())
+    display.for_service("api").step("", 2, 2, "RUN exit 3")
+    display.for_service("api").output("", 2, b"boom")
+    display.failed("api", "RUN exit 3: exit code 3\nboom")
+    assert out.getvalue().endswith("#1 0.000 boom\n#1 ERROR: RUN exit 3: exit code 3\n")
+
+
+def test_json_display_one_object_per_event():
+    import io
+    import json
+
+    from compose.cli.buildprogress import make_display
+
+    out = io.StringIO()
+    display = make_display("json", out)
+    progress = display.for_service("web")
+    progress.step("", 1, 1, "RUN true")
+    progress.output("", 1, b"x\n")
+    progress.done("", 1, cached=False, seconds=0.1)
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [event.get("status") for event in events] == ["started", None, "done"]
+    assert events[1]["log"] == "x" and events[0]["name"] == "[web 1/1] RUN true"
+    assert make_display("quiet", out) is None and make_display("plain", out, quiet=True) is None
+
+
+def test_tty_display_renders_running_steps_and_their_tail():
+    import io
+
+    from compose.cli.buildprogress import TtyBuildDisplay
+
+    out = io.StringIO()
+    display = TtyBuildDisplay(out, Clock(), color=False)
+    try:
+        progress = display.for_service("web")
+        progress.step("", 1, 2, "FROM busybox")
+        progress.done("", 1, cached=True, seconds=0)
+        progress.step("", 2, 2, "RUN make")
+        progress.output("", 2, b"".join(b"line %d\n" % i for i in range(10)))
+        frame = display.render().plain
+    finally:
+        display.close()
+    assert frame.startswith("[+] Building 0.0s (1/2)\n")
+    assert " => CACHED [web 1/2] FROM busybox\n" in frame
+    assert " => [web 2/2] RUN make  0.0s\n" in frame
+    assert " => => # line 9\n" in frame and "line 3" not in frame  # only the last lines
+
+
+# -- the command, on a fake engine ------------------------------------------------------------------------
+
+
+class FakeEngine:
+    """Stands in for engine.api.Engine until the builder lands: records requests, drives progress."""
+
+    def __init__(self, log: list, fail: set[str]) -> None:
+        self.log, self.fail = log, fail
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return None
+
+    def build_image(self, request, progress=None):
+        from engine.errors import BuildError
+
+        service = request.tags[0].rsplit("-", 1)[-1]
+        self.log.append(request)
+        if progress is not None:
+            progress.step("", 1, 2, "FROM docker.io/library/busybox:latest")
+            progress.done("", 1, cached=True, seconds=0)
+            progress.step("", 2, 2, f"RUN echo {service}")
+            progress.output("", 2, f"{service}\n".encode())
+        if service in self.fail:
+            raise BuildError(
+                f'process "/bin/sh -c exit 3" did not complete successfully: exit code: 3 ({service})'
+            )
+        if progress is not None:
+            progress.done("", 2, cached=False, seconds=0.1)
+
+        class Image:
+            id = "sha256:" + service * 3
+
+        return Image()
+
+
+def run_cli(tmp_path, monkeypatch, argv, *, fail=()):
+    from compose.cli import main as cli_main
+    from compose.cli.commands import image as image_cmd
+
+    log: list = []
+    monkeypatch.setattr(image_cmd, "open_engine", lambda args: FakeEngine(log, set(fail)))
+    code = cli_main.main(["-f", str(tmp_path / "compose.yaml"), "-p", "pyct-app", *argv])
+    return code, log
+
+
+def test_cli_builds_in_dependency_order_with_flags(tmp_path, monkeypatch, capsys):
+    load(tmp_path, ORDERED)
+    code, log = run_cli(
+        tmp_path,
+        monkeypatch,
+        ["--progress", "plain", "--parallel", "1", "build", "--no-cache", "--build-arg", "V=1"],
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert [request.tags[0] for request in log] == [
+        "pyct-app-db", "pyct-app-worker", "pyct-app-api", "pyct-app-front"
+    ]  # fmt: skip
+    assert all(request.no_cache and dict(request.args) == {"V": "1"} for request in log)
+    assert captured.out == ""  # progress goes to stderr
+    assert "\n#1 [db 1/2] FROM docker.io/library/busybox:latest\n#1 CACHED\n" in captured.err
+    assert "naming to docker.io/library/pyct-app-front:latest done" in captured.err
+
+
+def test_cli_named_service_and_quiet(tmp_path, monkeypatch, capsys):
+    load(tmp_path, ORDERED)
+    code, log = run_cli(tmp_path, monkeypatch, ["build", "-q", "--with-dependencies", "api"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert [request.tags[0] for request in log] == ["pyct-app-db", "pyct-app-api"]
+    assert captured.err == "" and captured.out == ""
+
+
+def test_cli_failed_build_exits_17_and_stops_later_generations(tmp_path, monkeypatch, capsys):
+    load(tmp_path, ORDERED)
+    code, log = run_cli(tmp_path, monkeypatch, ["--progress", "plain", "build"], fail={"db"})
+    captured = capsys.readouterr()
+    assert code == 17
+    assert {request.tags[0] for request in log} == {"pyct-app-db", "pyct-app-worker"}  # not api/front
+    assert 'ERROR: process "/bin/sh -c exit 3" did not complete successfully' in captured.err
+    assert "services.db.build: failed to solve: process" in captured.err.splitlines()[-1]
+
+
+def test_cli_unknown_service_and_bad_context(tmp_path, monkeypatch, capsys):
+    load(tmp_path, ORDERED)
+    code, log = run_cli(tmp_path, monkeypatch, ["build", "nope"])
+    assert code == 1 and log == [] and "no such service" in capsys.readouterr().err
+    load(tmp_path, "services:\n  a:\n    build: https://github.com/docker/rootfs.git\n")
+    code, log = run_cli(tmp_path, monkeypatch, ["build"])
+    assert code == 1 and log == [] and "not supported" in capsys.readouterr().err
+
+
+def test_parallel_limit():
+    from compose.cli.commands.build import parallel_limit
+
+    assert parallel_limit(2, {"COMPOSE_PARALLEL_LIMIT": "5"}) == 2
+    assert parallel_limit(-1, {"COMPOSE_PARALLEL_LIMIT": "5"}) == 5
+    assert parallel_limit(-1, {}) > 100
