@@ -319,6 +319,8 @@ class Builder:
 
     def _run(self, job: _Job, cursor: _Cursor, instruction: dockerfile.Instruction) -> bool:
         state = cursor.state
+        for name, _ in instruction.flags:  # --mount, --network, --security: not carried out yet
+            job.progress.warning(f"line {instruction.line}: RUN --{name} is not supported and was ignored")
         argv = instructions.run_command(state, instruction)
         history = instructions.history_text(instruction, state)
         key = build_cache.step_key(_id(cursor.image), history, args=state.args)
