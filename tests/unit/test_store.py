@@ -427,7 +427,7 @@ def test_import_bad_change_is_refused_before_work(store: ImageStore, root: State
     [
         (['CMD ["nginx", "-g", "daemon off;"]'], {"Cmd": ["nginx", "-g", "daemon off;"]}),
         (["entrypoint /init --flag"], {"Entrypoint": ["/bin/sh", "-c", "/init --flag"]}),
-        (['ENV A=1 B="two words"', "ENV A 3 4"], {"Env": ["B=two words", "A=3 4"]}),
+        (['ENV A=1 B="two words"', "ENV A 3 4"], {"Env": ["A=3 4", "B=two words"]}),
         (
             ["EXPOSE 80 53/udp 8000-8001"],
             {"ExposedPorts": {"80/tcp": {}, "53/udp": {}, "8000/tcp": {}, "8001/tcp": {}}},
