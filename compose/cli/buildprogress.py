@@ -186,9 +186,10 @@ class BuildDisplay:
 
 
 def step_label(service: str, stage: str, number: int, total: int) -> str:
-    """`web 2/5`, or `web builder 2/5` for a named stage, as bake prefixes its targets' vertices."""
-    parts = [service, stage, f"{number}/{total}"] if stage else [service, f"{number}/{total}"]
-    return " ".join(part for part in parts if part)
+    """`web 2/5`, or `web builder 2/5` for a named stage, as bake prefixes its targets' vertices; the
+    builder's name for a first unnamed stage (`stage-0`) is left out, as BuildKit shows `[2/5]`."""
+    shown = stage if stage and stage != "stage-0" else ""
+    return " ".join(part for part in (service, shown, f"{number}/{total}") if part)
 
 
 class JsonBuildDisplay(BuildDisplay):

@@ -3,7 +3,11 @@ and in what order; projects are loaded by the real loader from files in a tempor
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -19,15 +23,6 @@ from compose.build import (
 )
 from compose.errors import InvalidProjectError, UsageError
 from compose.loader.pipeline import ProjectOptions, load_project
-
-
-@pytest.fixture(autouse=True)
-def _build_request_exported(monkeypatch):
-    """engine.api re-exports BuildRequest once the builder lands; until then point it at the contract."""
-    import engine.api
-
-    if "BuildRequest" not in engine.api._EXPORTS:
-        monkeypatch.setitem(engine.api._EXPORTS, "BuildRequest", "engine.build.builder")
 
 
 def load(tmp_path, text: str, name: str = "pyct-app"):
@@ -267,8 +262,8 @@ def test_plain_display_is_buildkit_like():
     out, clock = io.StringIO(), Clock()
     display = BuildDisplay(out, clock)
     web = display.for_service("web")
-    web.step("", 1, 3, "FROM docker.io/library/busybox:latest")
-    web.done("", 1, cached=False, seconds=0.02)
+    web.step("stage-0", 1, 3, "FROM docker.io/library/busybox:latest")
+    web.done("stage-0", 1, cached=False, seconds=0.02)
     web.step("", 2, 3, "COPY app /app")
     web.done("", 2, cached=True, seconds=0.0)
     web.step("builder", 3, 3, "RUN echo hi")
@@ -347,9 +342,10 @@ def test_tty_display_renders_running_steps_and_their_tail():
 
 
 class FakeEngine:
-    """Stands in for engine.api.Engine until the builder lands: records requests, drives progress."""
+    """Stands in for engine.api.Engine: records each request as a JSON line in a file (parallel builds
+    run in forked children), drives the progress like the builder, fails the services in `fail`."""
 
-    def __init__(self, log: list, fail: set[str]) -> None:
+    def __init__(self, log: Path, fail: set[str]) -> None:
         self.log, self.fail = log, fail
 
     def __enter__(self):
@@ -362,12 +358,16 @@ class FakeEngine:
         from engine.errors import BuildError
 
         service = request.tags[0].rsplit("-", 1)[-1]
-        self.log.append(request)
+        record = {"tag": request.tags[0], "no_cache": request.no_cache, "args": dict(request.args)}
+        with self.log.open("a") as log:
+            log.write(json.dumps(record) + "\n")
         if progress is not None:
             progress.step("", 1, 2, "FROM docker.io/library/busybox:latest")
             progress.done("", 1, cached=True, seconds=0)
             progress.step("", 2, 2, f"RUN echo {service}")
             progress.output("", 2, f"{service}\n".encode())
+        if service in self.fail and service == "worker":
+            os._exit(3)  # a build process that dies without a word
         if service in self.fail:
             raise BuildError(
                 f'process "/bin/sh -c exit 3" did not complete successfully: exit code: 3 ({service})'
@@ -385,10 +385,11 @@ def run_cli(tmp_path, monkeypatch, argv, *, fail=()):
     from compose.cli import main as cli_main
     from compose.cli.commands import image as image_cmd
 
-    log: list = []
+    log = tmp_path / "builds.jsonl"
+    log.unlink(missing_ok=True)
     monkeypatch.setattr(image_cmd, "open_engine", lambda args: FakeEngine(log, set(fail)))
     code = cli_main.main(["-f", str(tmp_path / "compose.yaml"), "-p", "pyct-app", *argv])
-    return code, log
+    return code, [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
 def test_cli_builds_in_dependency_order_with_flags(tmp_path, monkeypatch, capsys):
@@ -400,10 +401,10 @@ def test_cli_builds_in_dependency_order_with_flags(tmp_path, monkeypatch, capsys
     )
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert [request.tags[0] for request in log] == [
+    assert [request["tag"] for request in log] == [
         "pyct-app-db", "pyct-app-worker", "pyct-app-api", "pyct-app-front"
     ]  # fmt: skip
-    assert all(request.no_cache and dict(request.args) == {"V": "1"} for request in log)
+    assert all(request["no_cache"] and request["args"] == {"V": "1"} for request in log)
     assert captured.out == ""  # progress goes to stderr
     assert "\n#1 [db 1/2] FROM docker.io/library/busybox:latest\n#1 CACHED\n" in captured.err
     assert "naming to docker.io/library/pyct-app-front:latest done" in captured.err
@@ -414,7 +415,7 @@ def test_cli_named_service_and_quiet(tmp_path, monkeypatch, capsys):
     code, log = run_cli(tmp_path, monkeypatch, ["build", "-q", "--with-dependencies", "api"])
     captured = capsys.readouterr()
     assert code == 0
-    assert [request.tags[0] for request in log] == ["pyct-app-db", "pyct-app-api"]
+    assert [request["tag"] for request in log] == ["pyct-app-db", "pyct-app-api"]
     assert captured.err == "" and captured.out == ""
 
 
@@ -423,9 +424,21 @@ def test_cli_failed_build_exits_17_and_stops_later_generations(tmp_path, monkeyp
     code, log = run_cli(tmp_path, monkeypatch, ["--progress", "plain", "build"], fail={"db"})
     captured = capsys.readouterr()
     assert code == 17
-    assert {request.tags[0] for request in log} == {"pyct-app-db", "pyct-app-worker"}  # not api/front
+    assert {request["tag"] for request in log} == {"pyct-app-db", "pyct-app-worker"}  # not api/front
     assert 'ERROR: process "/bin/sh -c exit 3" did not complete successfully' in captured.err
     assert "services.db.build: failed to solve: process" in captured.err.splitlines()[-1]
+    # twin (worker's image) built beside db in its own process: its progress was relayed
+    assert "[twin 2/2] RUN echo worker\n" in captured.err
+    assert re.search(r"^#(\d+) [\d.]+ worker\n#\1 DONE 0\.1s$", captured.err, re.M)
+    assert "naming to docker.io/library/pyct-app-worker:latest done" in captured.err
+
+
+def test_cli_build_process_dying_is_a_failure(tmp_path, monkeypatch, capsys):
+    load(tmp_path, ORDERED)
+    code, _ = run_cli(tmp_path, monkeypatch, ["--progress", "plain", "build"], fail={"worker"})
+    captured = capsys.readouterr()
+    assert code == 17
+    assert "services.twin.build: failed to solve: the build process ended without a result" in captured.err
 
 
 def test_cli_unknown_service_and_bad_context(tmp_path, monkeypatch, capsys):
