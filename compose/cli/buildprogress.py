@@ -244,16 +244,21 @@ class TtyBuildDisplay(BuildDisplay):
             return text
 
     def _render_vertex(self, text, vertex: Vertex, now: float) -> None:  # type: ignore[no-untyped-def]
+        width = max(self.console.width, 40)
         if vertex.error is not None:
-            text.append(f" => ERROR {vertex.name}\n", style="red")
-            text.append("".join(f" => => # {line}\n" for line in vertex.lines), style="red")
+            text.append(fit(f" => ERROR {vertex.name}", "", width) + "\n", style="red")
+            text.append(
+                "".join(fit(f" => => # {line}", "", width) + "\n" for line in vertex.lines), style="red"
+            )
             return
         status = "CACHED " if vertex.cached else ""
+        timing = "" if vertex.cached else f"{vertex.elapsed(now):.1f}s"
         style = "blue" if vertex.finished is not None else "bold"
-        text.append(f" => {status}{vertex.name}", style=style)
-        text.append(f"  {vertex.elapsed(now):.1f}s\n" if not vertex.cached else "\n", style=style)
+        text.append(fit(f" => {status}{vertex.name}", timing, width) + "\n", style=style)
         if vertex.finished is None:
-            text.append("".join(f" => => # {line}\n" for line in vertex.lines), style="dim")
+            text.append(
+                "".join(fit(f" => => # {line}", "", width) + "\n" for line in vertex.lines), style="dim"
+            )
 
     def on_start(self, vertex: Vertex) -> None:
         pass
@@ -270,6 +275,15 @@ class TtyBuildDisplay(BuildDisplay):
     def close(self) -> None:
         self.live.stop()  # the last frame stays on screen
         super().close()
+
+
+def fit(left: str, right: str, width: int) -> str:
+    """One screen line: `left` cut to fit (BuildKit never wraps), `right` flush with the right edge."""
+    left = " ".join(left.split("\n")).replace("\t", " ")
+    room = width - len(right) - (1 if right else 0)
+    if len(left) > room:
+        left = left[: max(room - 1, 0)] + "…"
+    return f"{left:<{room}} {right}" if right else left
 
 
 def make_display(

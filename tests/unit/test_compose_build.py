@@ -334,8 +334,17 @@ def test_tty_display_renders_running_steps_and_their_tail():
         display.close()
     assert frame.startswith("[+] Building 0.0s (1/2)\n")
     assert " => CACHED [web 1/2] FROM busybox\n" in frame
-    assert " => [web 2/2] RUN make  0.0s\n" in frame
+    assert re.search(r"^ => \[web 2/2\] RUN make +0\.0s$", frame, re.M)  # time flush right
     assert " => => # line 9\n" in frame and "line 3" not in frame  # only the last lines
+    assert max(len(line) for line in frame.splitlines()) <= display.console.width
+
+
+def test_fit_cuts_long_lines_and_aligns_the_time():
+    from compose.cli.buildprogress import fit
+
+    assert fit(" => RUN a", "1.0s", 20) == " => RUN a       1.0s"
+    assert fit(" => RUN " + "x" * 40, "1.0s", 20) == " => RUN xxxxxx… 1.0s"
+    assert fit(" => RUN a\\\n b", "", 20) == " => RUN a\\  b"
 
 
 # -- the command, on a fake engine ------------------------------------------------------------------------
