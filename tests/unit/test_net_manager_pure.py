@@ -40,11 +40,12 @@ def test_scope_is_8_hex_and_differs_per_root(tmp_path) -> None:
     assert len(a) == 8 and int(a, 16) >= 0 and a != b
 
 
-def test_hosts_entry_is_hostname_like_moby() -> None:
+def test_hosts_entry_is_hostname_like_moby_then_the_container_name() -> None:
     ep = Endpoint(CID, "n", (), ipv4="172.18.0.2")
-    assert NetworkManager._hosts(_spec(), ep) == (("172.18.0.2", CID[:12]),)
+    name = _spec().name
+    assert NetworkManager._hosts(_spec(), ep) == (("172.18.0.2", f"{CID[:12]} {name}"),)
     with_domain = _spec(hostname="web", domainname="example.org")
-    assert NetworkManager._hosts(with_domain, ep) == (("172.18.0.2", "web.example.org web"),)
+    assert NetworkManager._hosts(with_domain, ep) == (("172.18.0.2", f"web.example.org web {name}"),)
 
 
 def test_host_nameservers_keep_loopback_and_fall_back(tmp_path) -> None:

@@ -95,7 +95,7 @@ def test_open_creates_private_layout_and_current_schema(root):
         assert directory.is_relative_to(root.path)
     assert root.blobs_dir == root.path / "blobs" / "sha256"
     assert (root.path / "pycompose.db").is_file()
-    assert root.db.schema_version() == SCHEMA_VERSION == 5
+    assert root.db.schema_version() == SCHEMA_VERSION == 6
     tables = {r[0] for r in root.db.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {
         "meta",
