@@ -465,3 +465,10 @@ def test_parallel_limit():
     assert parallel_limit(2, {"COMPOSE_PARALLEL_LIMIT": "5"}) == 2
     assert parallel_limit(-1, {"COMPOSE_PARALLEL_LIMIT": "5"}) == 5
     assert parallel_limit(-1, {}) > 100
+
+
+def test_cli_dry_run_builds_nothing(tmp_path, monkeypatch, capsys):
+    load(tmp_path, ORDERED)
+    code, log = run_cli(tmp_path, monkeypatch, ["--dry-run", "build", "api"])
+    assert code == 0 and log == []
+    assert capsys.readouterr().err == "DRY-RUN MODE -  build service api -> pyct-app-api\n"
