@@ -59,10 +59,15 @@ def build_parser() -> ArgumentParser:
         config,
         container,
         image,
+        lifecycle,
+        logs,
         network,
         port,
         project_containers,
         project_images,
+        ps,
+        run,
+        up,
         version,
         volume,
     )
@@ -136,7 +141,11 @@ def build_parser() -> ArgumentParser:
     project_containers.add_parser(subparsers)
     version.add_parser(subparsers)
     volume.add_parser(subparsers)
+    for module in (up, lifecycle, ps, logs, run):
+        module.add_parser(subparsers)
     for name in PLANNED_COMMANDS:
+        if name in subparsers.choices:  # implemented by one of the modules above
+            continue
         planned = subparsers.add_parser(name, add_help=False, prefix_chars="\0")
         planned.add_argument("rest", nargs=argparse.REMAINDER)
         planned.set_defaults(handler=_not_yet)
