@@ -310,7 +310,19 @@ class Builder:
     def _config_step(self, job: _Job, cursor: _Cursor, instruction: dockerfile.Instruction) -> bool:
         history = instructions.history_text(instruction, cursor.state)
         key = build_cache.step_key(_id(cursor.image), history)
+        if instruction.keyword == "WORKDIR":
+            workdir = cursor.state.config.get("WorkingDir") or "/"
+            return self._through_cache(job, cursor, key, lambda: self._make_workdir(cursor, workdir, history))
         return self._through_cache(job, cursor, key, lambda: self._commit(cursor, None, history))
+
+    def _make_workdir(self, cursor: _Cursor, workdir: str, history: str) -> Image:
+        """WORKDIR creates its directory in the image (as Docker's builders do), owned by root, 0755; a
+        directory that exists already makes no layer."""
+        image = cursor.image
+        layers = self.store.layer_dirs(image) if image is not None else []
+        with run_step.scratch_dirs(self.root) as paths:
+            run_step.in_merged_view(paths, layers, _MakeDirectory(workdir).run)
+            return self._commit_upper(cursor, paths.upper, history)
 
     def _commit(self, cursor: _Cursor, layer: Any, history: str) -> Image:
         return commits.commit(
@@ -376,7 +388,11 @@ class Builder:
         history = instructions.history_text(instruction, cursor.state)
         add = instruction.keyword == "ADD"
         with tempfile.TemporaryDirectory(dir=self.store.tmp_dir, prefix="dl-") as downloads:
-            if flags["from"]:
+            if instruction.heredocs:  # COPY <<EOF /dest: each body becomes a file named after its delimiter
+                source_image = None
+                context, sources = _heredoc_context(instruction, sources, env, job.escape, Path(downloads))
+                digest = copies.cache_key(context, sources, chmod=flags["chmod"])
+            elif flags["from"]:
                 source_image = self._copy_source(job, flags["from"], cursor)
                 digest = f"image {_id(source_image)} {json.dumps(sources)}"
                 context = None
@@ -407,6 +423,45 @@ class Builder:
         with run_step.scratch_dirs(self.root) as paths:
             run_step.in_merged_view(paths, layers, copy.run, views)
             return self._commit_upper(cursor, paths.upper, history)
+
+
+@dataclass(frozen=True, slots=True)
+class _MakeDirectory:
+    """What the forked WORKDIR helper does in its merged view: mkdir -p inside the image's root."""
+
+    path: str
+
+    def run(self, merged: str, roots: dict[str, str]) -> None:
+        from engine.containers.rootfs import resolve_in
+
+        target = resolve_in(merged, self.path)
+        if not os.path.isdir(target):
+            os.makedirs(target, mode=0o755, exist_ok=True)
+
+
+def _heredoc_context(
+    instruction: dockerfile.Instruction,
+    words: Sequence[str],
+    env: Mapping[str, str],
+    escape: str,
+    directory: Path,
+) -> tuple[BuildContext, list[str]]:
+    """COPY/ADD heredocs: write each body (expanded unless its delimiter was quoted) to `directory` under
+    the delimiter's name; the sources are those names, in the order the words name them."""
+    bodies = {doc.name: doc for doc in instruction.heredocs}
+    sources = []
+    for word in words:
+        name = word.lstrip("<").lstrip("-").strip("'\"")
+        doc = bodies.get(name) if word.startswith("<<") else None
+        if doc is None:
+            raise dockerfile.DockerfileError(
+                f"{instruction.keyword} with heredocs takes only heredoc sources, got {word!r}",
+                subject=f"line {instruction.line}",
+            )
+        content = shellwords.expand_heredoc(doc.content, env, escape) if doc.expand else doc.content
+        (directory / name).write_text(content)
+        sources.append(name)
+    return BuildContext(str(directory), os.devnull, None, PatternMatcher([])), sources
 
 
 @dataclass(frozen=True, slots=True)

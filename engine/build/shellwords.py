@@ -28,6 +28,23 @@ def expand(text: str, env: Mapping[str, str], escape: str = "\\") -> str:
     return _Lexer(text, env, escape).run()[0]
 
 
+def expand_heredoc(text: str, env: Mapping[str, str], escape: str = "\\") -> str:
+    """A here-document body with an unquoted delimiter: `$` expansions done, quotes kept (as a shell's
+    here-doc), the escape character protecting only `$`, itself and a newline."""
+    lexer = _Lexer(text, env, escape)
+    out: list[str] = []
+    while lexer.pos < len(text):
+        ch = lexer.take()
+        if ch == escape and lexer.peek() in ("$", escape, "\n"):
+            follower = lexer.take()
+            out.append("" if follower == "\n" else follower)
+        elif ch == "$":
+            out.append(lexer._dollar())
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def split(text: str, env: Mapping[str, str], escape: str = "\\") -> list[str]:
     """`text` expanded and split into words (COPY sources, EXPOSE ports, VOLUME paths...)."""
     return _Lexer(text, env, escape).run()[1]

@@ -160,7 +160,8 @@ def test_run_args_env_and_config(root: StateRoot, tmp_path: Path) -> None:
     assert not any(e.startswith("GREETING=") for e in config["Env"])  # ARGs are not kept
     assert "built-in-run" in progress.text  # RUN output streamed
     assert _run(root, "pyc-test/args:1", "cat", "/srv/greeting.txt") == "hi world\n"
-    assert len(image.layers) == 2  # the base + RUN; the rest are config only
+    assert len(image.layers) == 3  # the base, WORKDIR's new directory, RUN; the rest are config only
+    assert _layer_names(image.layers[1].path) == ["srv"]
     # the runtime's mount stubs (hosts, resolv.conf, ...) are not in the RUN layer
     assert "etc/resolv.conf" not in _layer_names(image.layers[-1].path)
 
@@ -353,3 +354,29 @@ def test_failure_in_a_parallel_worker(root: StateRoot, tmp_path: Path) -> None:
         Builder(root).build(BuildRequest(str(ctx), tags=("pyc-test/pfail:1",), network="none"), Recorder())
     assert info.value.status == 4 and info.value.tail == ("oops",) and "bad" in info.value.step
     assert not any("pfail" in t for i in ImageStore(root).list_images() for t in i.repo_tags)
+
+
+def test_workdir_creates_its_directory_and_copy_takes_heredocs(root: StateRoot, tmp_path: Path) -> None:
+    ctx = _context(
+        tmp_path,
+        "FROM pyc-test/busybox:1\n"
+        "ENV NAME=web\n"
+        "WORKDIR /opt/app/empty\n"
+        "WORKDIR /etc\n"  # exists already: no layer
+        "COPY <<EOF /srv/conf.ini\n"
+        'name=$NAME "quoted"\n'
+        "EOF\n"
+        "COPY <<'RAW' <<END /srv/\n"
+        "keep $NAME\n"
+        "RAW\n"
+        "two\n"
+        "END\n",
+    )
+    image = Builder(root).build(BuildRequest(str(ctx), tags=("pyc-test/wd:1",), network="none"))
+    assert image.config["config"]["WorkingDir"] == "/etc"
+    assert _run(root, "pyc-test/wd:1", "sh", "-c", "test -d /opt/app/empty && ls -A /opt/app/empty") == ""
+    assert _run(root, "pyc-test/wd:1", "cat", "/srv/conf.ini") == 'name=web "quoted"\n'
+    assert _run(root, "pyc-test/wd:1", "cat", "/srv/RAW", "/srv/END") == "keep $NAME\ntwo\n"
+    assert len(image.layers) == 4  # base, /opt/app/empty, the two COPYs (not the second WORKDIR)
+    again = Builder(root).build(BuildRequest(str(ctx), tags=("pyc-test/wd:1",), network="none"))
+    assert again.id == image.id  # the heredoc steps are cached like any other

@@ -67,3 +67,11 @@ def test_required_variable() -> None:
     with pytest.raises(ExpansionError):
         expand("${EMPTY:?}", ENV)
     assert expand("${EMPTY?}", ENV) == ""
+
+
+def test_heredoc_bodies_expand_variables_and_keep_quotes() -> None:
+    from engine.build.shellwords import expand_heredoc
+
+    assert expand_heredoc("a=$A \"q\" 's' ${UNSET:-d}\n", ENV) == "a=1 \"q\" 's' d\n"
+    assert expand_heredoc("\\$A \\\\ \\n", ENV) == "$A \\ \\n"  # only $, the escape and a newline
+    assert expand_heredoc("line \\\nnext", ENV) == "line next"
