@@ -225,12 +225,8 @@ class TtyBuildDisplay(BuildDisplay):
 
     def __init__(self, stream: TextIO, clock=time.monotonic, *, color: bool = True) -> None:  # type: ignore[no-untyped-def]
         super().__init__(stream, clock)
-        from rich.console import Console
-        from rich.live import Live
-
-        self.console = Console(file=stream, force_terminal=True, no_color=not color, highlight=False)
-        self.live = Live(console=self.console, refresh_per_second=8, get_renderable=self.render)
-        self.live.start()
+        self.live = live_view(stream, self.render, color=color, refresh_per_second=8)
+        self.console = self.live.console
 
     def render(self):  # type: ignore[no-untyped-def]
         from rich.text import Text
@@ -277,12 +273,13 @@ class TtyBuildDisplay(BuildDisplay):
         super().close()
 
 
-def fit(left: str, right: str, width: int) -> str:
-    """One screen line: `left` cut to fit (BuildKit never wraps), `right` flush with the right edge."""
+def fit(left: str, right: str, width: int, ellipsis: str = "…") -> str:
+    """One screen line: `left` cut to fit (BuildKit never wraps), `right` flush with the right edge;
+    `ellipsis` marks the cut (BuildKit's `…`, docker compose's `...`)."""
     left = " ".join(left.split("\n")).replace("\t", " ")
     room = width - len(right) - (1 if right else 0)
     if len(left) > room:
-        left = left[: max(room - 1, 0)] + "…"
+        left = left[: max(room - len(ellipsis), 0)] + ellipsis
     return f"{left:<{room}} {right}" if right else left
 
 
@@ -294,13 +291,49 @@ def make_display(
         return None
     if mode == "json":
         return JsonBuildDisplay(stream)
-    if mode == "tty" or (mode == "auto" and _isatty(stream)):
+    if wants_tty(mode, stream):
         return TtyBuildDisplay(stream, color=color)
     return BuildDisplay(stream)
 
 
-def _isatty(stream) -> bool:  # type: ignore[no-untyped-def]
+# -- what the build display and compose/cli/progress.py share: tty or plain, and the live view ----------
+
+
+def wants_tty(mode: str, stream) -> bool:  # type: ignore[no-untyped-def]
+    """`--progress tty`, or `auto` on a terminal: draw in place; anything else writes lines."""
+    return mode == "tty" or (mode == "auto" and isatty(stream))
+
+
+def isatty(stream) -> bool:  # type: ignore[no-untyped-def]
+    """A closed or fake stream is no terminal."""
     try:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def live_view(  # type: ignore[no-untyped-def]
+    stream,
+    render,
+    *,
+    color: bool,
+    width: int | None = None,
+    refresh_per_second: float = 10,
+    redirect: bool = True,
+):
+    """A started rich Live that redraws `render()` in place on `stream`, which counts as a terminal (the
+    caller chose tty); without `color` only cursor movements are written. `redirect=False` keeps other
+    threads' stdout (container output) off the progress stream."""
+    from rich.console import Console
+    from rich.live import Live
+
+    console = Console(file=stream, force_terminal=True, no_color=not color, highlight=False, width=width)
+    live = Live(
+        console=console,
+        refresh_per_second=refresh_per_second,
+        get_renderable=render,
+        redirect_stdout=redirect,
+        redirect_stderr=redirect,
+    )
+    live.start()
+    return live
