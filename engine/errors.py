@@ -179,3 +179,7 @@ class BuildStepFailed(BuildError):
         self.step = step
         self.status = status
         self.tail = tail
+
+
+class CopyError(EngineError):
+    """`cp` cannot copy: a path missing in the container or on the host, a bad archive, a file onto a dir."""
