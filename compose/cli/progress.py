@@ -99,8 +99,8 @@ class Line:
 
 
 class Tracker:
-    """Lines in order of first appearance; a working status (re)starts a line's clock, a final one
-    stops it."""
+    """Lines in order of first appearance; a line's clock starts with its first event, runs while its
+    status is working and stops at a final one (Stopping, Stopped, Removing, Removed add up)."""
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
@@ -114,8 +114,8 @@ class Tracker:
         line = self.lines.get(key)
         if line is None:
             line = self.lines[key] = Line(key, status, detail, started=now)
-        elif status in WORKING and line.ended is not None:
-            line.started, line.ended = now, None  # a new operation on a finished line
+        elif status in WORKING:
+            line.ended = None  # the clock runs on from the line's first event, as docker compose's
         line.status, line.detail = status, detail
         if status not in WORKING and line.ended is None:
             line.ended = now
@@ -269,7 +269,7 @@ class TtyEvents:
         status (with its detail, cut to fit with `...`), the time flush right."""
         state = line.state
         if state == "working":
-            frame_index = int(max(line.elapsed(now), 0) * 10) % len(SPINNER)
+            frame_index = int(max(line.elapsed(now), 0) * 10 + 1e-6) % len(SPINNER)
             mark, mark_style = SPINNER[frame_index], "yellow"
         else:
             mark, mark_style = MARKS[state], STYLES[state]
