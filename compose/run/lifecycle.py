@@ -7,19 +7,60 @@ stopped containers (`-f` without asking, `-s` stops first, `-v` anonymous volume
 only where docker compose includes them. Operations on one generation run in parallel (threads: engine
 calls only, no forks). Each container reports through events (Stopping/Stopped, Starting/Started, ...).
 A service with no container is an error for start ("no containers to start") as docker compose's.
+
+Which containers each command sees, as docker compose (pkg/compose) does: one-off (`run`) containers
+only for `kill`; containers of services no longer in the file (orphans) only for `kill
+--remove-orphans`. Containers are found by Compose's labels, never by name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from compose import labels as L
+from compose.errors import ComposeError, InvalidProjectError
+from compose.graph import Dependency, ServiceGraph
 from compose.loader.pipeline import LoadedProject
 from compose.run.events import Events
 
+Record = dict[str, Any]
+ACTIVE = ("running", "paused", "restarting")
+"""States docker reports as `Running` (a paused container is still running): stop/kill act on them."""
+POLL_SECONDS = 0.1
+DEFAULT_PARALLEL = 32
 
-def start(loaded: LoadedProject, engine: Any, events: Events, services: Sequence[str] = ()) -> None:
-    raise NotImplementedError
+
+# -- public commands ------------------------------------------------------------------------------------
+
+
+def start(
+    loaded: LoadedProject,
+    engine: Any,
+    events: Events,
+    services: Sequence[str] = (),
+    *,
+    parallel: int | None = None,
+) -> None:
+    """Start the stopped containers of `services` and of what they depend on, dependencies first; each
+    service waits for its dependencies' conditions (healthy, completed) as `docker compose start`."""
+    graph = _graph(loaded)
+    selected = set(graph.subgraph(services).services) if services else set(graph.services)
+    found = _by_service(_lookup(engine, loaded.name))
+    for name in graph.start_order():
+        if name in selected and not found.get(name) and _scale(loaded, name) != 0:
+            raise ComposeError(f'service "{name}" has no container to start')
+
+    def start_service(name: str) -> None:
+        _wait_dependencies(engine, events, graph, name, found)
+        for record in found.get(name, ()):
+            if record["state"] not in ("running", "restarting"):
+                _act(events, record, "Starting", "Started", lambda r: engine.start_container(r["id"]))
+
+    for generation in graph.start_generations():
+        _parallel([n for n in generation if n in selected], start_service, parallel)
 
 
 def stop(
@@ -28,8 +69,16 @@ def stop(
     events: Events,
     services: Sequence[str] = (),
     timeout: float | None = None,
+    *,
+    parallel: int | None = None,
 ) -> None:
-    raise NotImplementedError
+    """Stop the containers of `services` (all when none; not their dependencies), dependents first."""
+    graph = _graph(loaded)
+    selected = _named(graph, services)
+    found = _by_service(_lookup(engine, loaded.name))
+    for generation in graph.stop_generations():
+        records = [r for name in generation if name in selected for r in found.get(name, ())]
+        _parallel(records, lambda r: _stop_one(engine, events, r, timeout), parallel)
 
 
 def restart(
@@ -38,22 +87,86 @@ def restart(
     events: Events,
     services: Sequence[str] = (),
     timeout: float | None = None,
+    *,
+    no_deps: bool = False,
+    parallel: int | None = None,
 ) -> None:
-    raise NotImplementedError
+    """Restart (stop, then start) the containers of `services` and, unless `no_deps`, of the services
+    that depend on them with `restart: true`; in dependency order over those edges only (docker
+    compose drops the other depends_on edges for a restart). Stopped containers are started too."""
+    graph = _graph(loaded)
+    _named(graph, services)
+    edges = [dep for dep in graph.dependency_edges() if dep.restart]
+    selected = restart_selection(graph.services, edges, services, no_deps=no_deps)
+    found = _by_service(_lookup(engine, loaded.name))
+
+    def restart_one(record: Record) -> None:
+        def act(r: Record) -> None:
+            engine.stop_container(r["id"], timeout)
+            engine.start_container(r["id"])
+
+        _act(events, record, "Restarting", "Started", act)
+
+    def restart_service(name: str) -> None:
+        _wait_dependencies(engine, events, graph, name, found, only=edges)
+        _parallel(found.get(name, []), restart_one, parallel)
+
+    for generation in generations(selected, edges):
+        _parallel(generation, restart_service, parallel)
 
 
-def pause(loaded: LoadedProject, engine: Any, events: Events, services: Sequence[str] = ()) -> None:
-    raise NotImplementedError
+def pause(
+    loaded: LoadedProject,
+    engine: Any,
+    events: Events,
+    services: Sequence[str] = (),
+    *,
+    parallel: int | None = None,
+) -> None:
+    """Freeze the running containers of `services` (all when none), all at once; paused ones are left."""
+    selected = _named(_graph(loaded), services)
+    records = [r for r in _lookup(engine, loaded.name, selected) if r["state"] == "running"]
+    act = lambda r: _done(events, r, "Paused", lambda: engine.pause_container(r["id"]))  # noqa: E731
+    _parallel(records, act, parallel)
 
 
-def unpause(loaded: LoadedProject, engine: Any, events: Events, services: Sequence[str] = ()) -> None:
-    raise NotImplementedError
+def unpause(
+    loaded: LoadedProject,
+    engine: Any,
+    events: Events,
+    services: Sequence[str] = (),
+    *,
+    parallel: int | None = None,
+) -> None:
+    """Thaw the paused containers of `services` (all when none)."""
+    selected = _named(_graph(loaded), services)
+    records = [r for r in _lookup(engine, loaded.name, selected) if r["state"] == "paused"]
+    act = lambda r: _done(events, r, "Unpaused", lambda: engine.unpause_container(r["id"]))  # noqa: E731
+    _parallel(records, act, parallel)
 
 
 def kill(
-    loaded: LoadedProject, engine: Any, events: Events, services: Sequence[str] = (), signal: str = "SIGKILL"
-) -> None:
-    raise NotImplementedError
+    loaded: LoadedProject,
+    engine: Any,
+    events: Events,
+    services: Sequence[str] = (),
+    signal: str = "SIGKILL",
+    *,
+    remove_orphans: bool = False,
+    parallel: int | None = None,
+) -> list[str]:
+    """Send `signal` to the running containers of `services` (one-off ones included, orphans only with
+    `remove_orphans`), dependents first. Returns the names signalled (the CLI says when there are none)."""
+    graph = _graph(loaded)
+    selected = _named(graph, services)
+    records = [r for r in _lookup(engine, loaded.name, oneoff=None) if r["state"] in ACTIVE]
+    records = [r for r in records if _service(r) in selected or (remove_orphans and _service(r) not in graph)]
+    order = [[r for r in records if _service(r) not in graph]]
+    order += [[r for r in records if _service(r) in gen] for gen in graph.stop_generations()]
+    act = lambda r: _act(events, r, "Killing", "Killed", lambda c: engine.kill_container(c["id"], signal))  # noqa: E731
+    for batch in order:
+        _parallel(batch, act, parallel)
+    return [r["name"] for r in records]
 
 
 def rm(
@@ -64,6 +177,220 @@ def rm(
     *,
     stop_first: bool = False,
     volumes: bool = False,
+    force: bool = False,
+    timeout: float | None = None,
+    confirm: Callable[[list[str]], bool] | None = None,
+    parallel: int | None = None,
 ) -> list[str]:
-    """Returns the names removed (the CLI asks for confirmation before, unless -f)."""
-    raise NotImplementedError
+    """Returns the names removed (the CLI asks for confirmation before, unless -f).
+
+    `stop_first` stops the services first (as `stop`); then the stopped containers of `services` (all
+    when none; one-offs and orphans excluded, as docker compose) are offered to `confirm` (not called
+    when there are none), and removed in parallel if it agrees; `volumes` drops their anonymous volumes.
+    """
+    selected = _named(_graph(loaded), services)
+    if stop_first:
+        stop(loaded, engine, events, services, timeout, parallel=parallel)
+    records = [r for r in _lookup(engine, loaded.name, selected) if r["state"] not in ACTIVE]
+    names = [r["name"] for r in records]
+    if not records or (confirm is not None and not confirm(names)):
+        return []
+
+    def remove(record: Record) -> None:
+        call = lambda r: engine.remove_container(r["id"], force=force, volumes=volumes)  # noqa: E731
+        _act(events, record, "Removing", "Removed", call)
+
+    _parallel(records, remove, parallel)
+    return names
+
+
+# -- ordering (pure) ------------------------------------------------------------------------------------
+
+
+def restart_selection(
+    services: Iterable[str], edges: Sequence[Dependency], named: Sequence[str], *, no_deps: bool = False
+) -> set[str]:
+    """What a restart of `named` touches: them and, through `restart: true` edges, every service that
+    depends on them (transitively); all services when none is named."""
+    if not named:
+        return set(services)
+    selected = set(named)
+    if no_deps:
+        return selected
+    grew = True
+    while grew:
+        more = {dep.service for dep in edges if dep.restart and dep.depends_on in selected} - selected
+        selected |= more
+        grew = bool(more)
+    return selected
+
+
+def generations(nodes: Iterable[str], edges: Sequence[Dependency]) -> list[list[str]]:
+    """Kahn's layers of `nodes` over the edges among them: each layer after what it depends on."""
+    pending = set(nodes)
+    needs: dict[str, set[str]] = {name: set() for name in pending}
+    for dep in edges:
+        if dep.service in pending and dep.depends_on in pending:
+            needs[dep.service].add(dep.depends_on)
+    layers: list[list[str]] = []
+    while pending:
+        ready = sorted(name for name in pending if not needs[name] & pending)
+        if not ready:  # the loader rejects cycles; never spin on one
+            raise InvalidProjectError(f"dependency cycle among {', '.join(sorted(pending))}")
+        layers.append(ready)
+        pending -= set(ready)
+    return layers
+
+
+# -- which containers -----------------------------------------------------------------------------------
+
+
+def _graph(loaded: LoadedProject) -> ServiceGraph:
+    return ServiceGraph(loaded.data.get("services") or {})
+
+
+def _named(graph: ServiceGraph, services: Sequence[str]) -> set[str]:
+    """The named services (all when none); an unknown name is docker compose's `no such service`."""
+    for name in services:
+        if name not in graph:
+            raise InvalidProjectError(f"no such service: {name}")
+    return set(services) if services else set(graph.services)
+
+
+def _lookup(
+    engine: Any, project: str, services: Iterable[str] | None = None, *, oneoff: bool | None = False
+) -> list[Record]:
+    """The project's containers (stopped ones too) by Compose's labels, of `services` when given, sorted
+    by service then number. (A stand-in for compose.run.observe.project_containers.)"""
+    found = engine.list_containers(all=True, labels=L.project_filter(project, oneoff=oneoff))
+    wanted = None if services is None else set(services)
+    found = [r for r in found if wanted is None or _service(r) in wanted]
+    return sorted(found, key=lambda r: (_service(r), _number(r), r["name"]))
+
+
+def _by_service(records: Iterable[Record]) -> dict[str, list[Record]]:
+    grouped: dict[str, list[Record]] = {}
+    for record in records:
+        grouped.setdefault(_service(record), []).append(record)
+    return grouped
+
+
+def _service(record: Record) -> str:
+    return (record.get("labels") or {}).get(L.SERVICE, "")
+
+
+def _number(record: Record) -> int:
+    try:
+        return int((record.get("labels") or {}).get(L.CONTAINER_NUMBER, "0"))
+    except ValueError:
+        return 0
+
+
+def _scale(loaded: LoadedProject, name: str) -> int | None:
+    """The replicas the file asks for (`scale`, else `deploy.replicas`), None when unsaid."""
+    service = (loaded.data.get("services") or {}).get(name) or {}
+    value = service.get("scale")
+    if value is None:
+        value = (service.get("deploy") or {}).get("replicas")
+    return None if value is None else int(value)
+
+
+# -- acting ---------------------------------------------------------------------------------------------
+
+
+def _parallel(items: Sequence[Any], work: Callable[[Any], None], limit: int | None) -> None:
+    """Run `work` on every item in threads (engine calls only); every item finishes, then the first
+    failure is raised so one bad container does not leave its siblings half-done."""
+    if not items:
+        return
+    if len(items) == 1:
+        work(items[0])
+        return
+    workers = min(len(items), limit if limit and limit > 0 else DEFAULT_PARALLEL)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(work, item) for item in items]
+    for future in futures:
+        error = future.exception()
+        if error is not None:
+            raise error
+
+
+def _act(events: Events, record: Record, working: str, final: str, call: Callable[[Record], Any]) -> None:
+    """One container's step with its two events; an engine failure is reported, then raised."""
+    events.resource("Container", record["name"], working)
+    try:
+        call(record)
+    except Exception as exc:
+        events.resource("Container", record["name"], "Error", str(exc))
+        raise
+    events.resource("Container", record["name"], final)
+
+
+def _done(events: Events, record: Record, final: str, call: Callable[[], Any]) -> None:
+    """A step docker compose reports with its final state only (pause, unpause)."""
+    try:
+        call()
+    except Exception as exc:
+        events.resource("Container", record["name"], "Error", str(exc))
+        raise
+    events.resource("Container", record["name"], final)
+
+
+def _stop_one(engine: Any, events: Events, record: Record, timeout: float | None) -> None:
+    _act(events, record, "Stopping", "Stopped", lambda r: engine.stop_container(r["id"], timeout))
+
+
+# -- depends_on conditions ------------------------------------------------------------------------------
+
+
+def _wait_dependencies(
+    engine: Any,
+    events: Events,
+    graph: ServiceGraph,
+    name: str,
+    found: Mapping[str, list[Record]],
+    *,
+    only: Sequence[Dependency] | None = None,
+) -> None:
+    """Block until every dependency of `name` meets its condition (docker compose's waitDependencies):
+    service_healthy waits for `healthy` (fails when unhealthy or without a healthcheck),
+    service_completed_successfully for an exit 0; service_started needs nothing more here."""
+    for target in graph.dependencies(name):
+        dep = graph.dependency(name, target)
+        if dep is None or (only is not None and dep not in only):
+            continue
+        for record in found.get(target, ()):
+            if dep.condition == "service_healthy":
+                _wait_healthy(engine, events, record)
+            elif dep.condition == "service_completed_successfully":
+                _wait_completed(engine, events, record, target)
+
+
+def _wait_healthy(engine: Any, events: Events, record: Record) -> None:
+    events.resource("Container", record["name"], "Waiting")
+    while True:
+        doc = engine.inspect_container(record["id"])
+        if not doc.get("Config", {}).get("Healthcheck"):
+            raise ComposeError(f"container {record['name']} has no healthcheck configured")
+        status = (doc["State"].get("Health") or {}).get("Status")
+        if status == "healthy":
+            events.resource("Container", record["name"], "Healthy")
+            return
+        if status == "unhealthy" or doc["State"]["Status"] in ("exited", "dead"):
+            events.resource("Container", record["name"], "Error", "unhealthy")
+            raise ComposeError(f"dependency failed to start: container {record['name']} is unhealthy")
+        time.sleep(POLL_SECONDS)
+
+
+def _wait_completed(engine: Any, events: Events, record: Record, service: str) -> None:
+    events.resource("Container", record["name"], "Waiting")
+    while True:
+        current = engine.get_container(record["id"])
+        if current["state"] in ("exited", "dead"):
+            code = current.get("exit_code") or 0
+            if code != 0:
+                events.resource("Container", record["name"], "Error", f"exit {code}")
+                raise ComposeError(f'service "{service}" didn\'t complete successfully: exit {code}')
+            events.resource("Container", record["name"], "Exited")
+            return
+        time.sleep(POLL_SECONDS)
