@@ -17,13 +17,10 @@ one lock, and the tty view draws from rich's own refresh thread under the same l
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
-from dataclasses import dataclass
 
-from compose.cli.buildprogress import fit, live_view, wants_tty
 from compose.errors import UsageError
 from compose.run.events import WORKING, NullEvents
 
@@ -76,15 +73,16 @@ def resource_id(kind: str, name: str) -> str:
     return f"{kind} {name}"
 
 
-@dataclass
 class Line:
-    """One resource as the display tracks it: its latest status and its clock."""
+    """One resource as the display tracks it: its latest status and its clock (a plain class:
+    `dataclasses` costs the CLI start-up time)."""
 
-    id: str
-    status: str
-    detail: str
-    started: float
-    ended: float | None = None
+    __slots__ = ("detail", "ended", "id", "started", "status")
+
+    def __init__(self, id: str, status: str, detail: str, started: float) -> None:
+        self.id, self.status, self.detail = id, status, detail
+        self.started: float = started
+        self.ended: float | None = None
 
     @property
     def state(self) -> str:
@@ -189,6 +187,8 @@ class JsonEvents:
             self.stream.flush()
 
     def _emit(self, document: dict[str, object]) -> None:
+        import json
+
         text = json.dumps(document, ensure_ascii=False) + "\n"
         with self.lock:
             self.stream.write(text)
@@ -215,6 +215,8 @@ class TtyEvents:
         self.title = title
         self.prefix = DRY_RUN_PREFIX if dry_run else ""
         self.closed = False
+        from compose.cli.buildprogress import live_view
+
         self.live = live_view(
             stream,
             self.render,
@@ -267,6 +269,8 @@ class TtyEvents:
     def _append_line(self, frame, line: Line, now: float, padding: int, width: int) -> None:  # type: ignore[no-untyped-def]
         """` ✔ Container shop-web-1  Started     0.4s `: the mark, the label padded to the widest, the
         status (with its detail, cut to fit with `...`), the time flush right."""
+        from compose.cli.buildprogress import fit
+
         state = line.state
         if state == "working":
             frame_index = int(max(line.elapsed(now), 0) * 10 + 1e-6) % len(SPINNER)
@@ -305,6 +309,8 @@ def resolve(progress: str, ansi: str, stream, environ=None) -> tuple[str, bool]:
     """(`tty`|`plain`|`json`|`quiet`, colour?) as docker compose decides: COMPOSE_PROGRESS / COMPOSE_ANSI
     stand in for flags left at `auto`; `--ansi never` turns `auto` plain and forbids `tty`; `--ansi always`
     forbids `plain`; a non-empty NO_COLOR turns colours off (the view stays)."""
+    from compose.cli.buildprogress import wants_tty
+
     environ = os.environ if environ is None else environ
     if progress == "auto":
         progress = environ.get("COMPOSE_PROGRESS", "auto") or "auto"
