@@ -250,6 +250,49 @@ class Engine:
         """PortInUse for the first fixed host port already taken (`up` asks before starting anything)."""
         self.networks.check_ports(bindings)
 
+    # -- attached one-offs, attach and cp (issue 7: run, exec, cp, attach) ------------------------------
+
+    def run_container_attached(
+        self, ref: str, *, stdio: tuple[int, int, int] = (0, 1, 2), tty: bool = False, sig_proxy: bool = True
+    ) -> int:
+        """Start a created container as this process's child on `stdio` (a relayed pty with `tty`), wait,
+        record and return its exit code (engine/containers/attach: why not through the supervisor)."""
+        from engine.containers import attach
+
+        return attach.run_attached(self.containers, ref, stdio=stdio, tty=tty, sig_proxy=sig_proxy)
+
+    def attach_container(self, ref: str, write, *, sig_proxy: bool = True) -> int:  # type: ignore[no-untyped-def]
+        """Follow a running container's output from now on (`write(stream, text)`); its exit code."""
+        from engine.containers import attach
+
+        return attach.follow_output(self.containers, ref, write, sig_proxy=sig_proxy)
+
+    def copy_from_container(self, ref: str, path: str, out: BinaryIO, *, follow_links: bool = False) -> None:
+        """A tar stream of `path` inside the container (running or stopped), docker cp's layout."""
+        from engine.containers import copy
+
+        copy.copy_out(self.containers, ref, path, out, follow_links=follow_links)
+
+    def copy_to_container(self, ref: str, path: str, stream: BinaryIO, *, archive: bool = False) -> None:
+        """Place a tar stream (as `pack_path` makes) at `path` inside the container, docker cp's rules."""
+        from engine.containers import copy
+
+        copy.copy_in(self.containers, ref, path, stream, archive=archive)
+
+    @staticmethod
+    def pack_path(path: str, out: BinaryIO, *, follow_links: bool = False) -> None:
+        """The host side of `cp SRC container:DEST`: `path` as the tar stream copy_to_container takes."""
+        from engine.containers import copy
+
+        copy.pack(path, out, follow_links=follow_links)
+
+    @staticmethod
+    def unpack_archive(stream: BinaryIO, dest: str, *, archive: bool = False) -> None:
+        """The host side of `cp container:SRC DEST`: place a copy_from_container stream at `dest`."""
+        from engine.containers import copy
+
+        copy.unpack(stream, dest, archive=archive)
+
     # -- networks -----------------------------------------------------------------------------------------
 
     def create_network(self, spec: NetworkSpec) -> Network:

@@ -1,0 +1,291 @@
+"""Attached containers: a one-off started by the calling process with its terminal, and attaching to the
+output of a container the supervisor runs.
+
+Why the caller starts an attached one-off itself (`run_attached`) instead of the supervisor: the supervisor
+gives its containers /dev/null as stdin and keeps their output for the logs, so neither a shell's stdin nor
+an interactive terminal could reach them. Here the caller's stdin/stdout/stderr ARE the container's
+(no copying), or, with a tty, the container gets a pty of its own (spawn.start_with_tty) that we relay
+to the caller's terminal in raw mode with its window size. The steps are the supervisor's: cgroup,
+networks (engine/net: namespace, veths, ports), shared volume mounts, spawn.start from this
+single-threaded process, `record_started`; then we wait for our child and record its real exit code,
+release networks and mounts and remove the cgroup.
+
+Consistency if the caller dies (kill -9): the row says running with the container's pid, exactly what the
+supervisor re-adopts on its next start (readopt_orphans: pid in the cgroup -> watched by pidfd, its end
+recorded as 255; gone -> recorded at once); `rm -f` kills through the cgroup at any time. Limits: while
+the caller lives, the supervisor does not watch the container, so `stop`/`kill` from another shell reach
+it only through `rm -f` (the cgroup); its output is not in its log file.
+
+Signals (docker's --sig-proxy): SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1/2 received by the caller are
+sent to the container's PID 1; a second SIGINT kills it (a PID 1 without a handler ignores SIGINT).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import selectors
+import signal
+import struct
+import termios
+import time
+import tty as ttymod
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from engine.containers import records, spawn
+from engine.containers.cgroups import Cgroup
+from engine.errors import ContainerConflict, EngineError
+
+PROXIED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+READ_CHUNK = 65536
+
+
+def run_attached(
+    manager: Any,
+    ref: str,
+    *,
+    stdio: spawn.Stdio = (0, 1, 2),
+    tty: bool = False,
+    sig_proxy: bool = True,
+) -> int:
+    """Start the created container `ref` as our own child wired to `stdio` (or a relayed pty with `tty`);
+    wait for it and return its exit code (128+n when killed by signal n)."""
+    record = manager.get(ref)
+    if record["state"] in ("running", "paused", "restarting"):
+        raise ContainerConflict("the container is already running", subject=record["name"])
+    spec = manager.spec_of(record)
+    group, network = _prepare(manager, spec)
+    try:
+        pid, master = _spawn(manager, spec, stdio, tty, group, network)
+    except BaseException:
+        _release(manager, spec.id, group)
+        raise
+    records.record_started(manager.db, spec.id, pid, _now())
+    code = None
+    try:
+        with _proxied_signals(pid, sig_proxy):
+            code = _relay(pid, master, stdio) if master is not None else spawn.wait(pid)
+    finally:
+        if code is None:  # interrupted before the exit: the container keeps running, its row says so
+            if master is not None:
+                os.close(master)
+        else:
+            oom = _quiet_oom(group)
+            records.record_exited(manager.db, spec.id, code, oom, _now())
+            _release(manager, spec.id, group)
+    return code
+
+
+def _prepare(manager: Any, spec: Any) -> tuple[Cgroup, Any]:
+    """The supervisor's steps before a spawn: cgroup with limits, networks, shared volume mounts."""
+    try:
+        group = Cgroup.open(spec.id, parent=manager.cgroup_parent)
+    except EngineError:
+        group = Cgroup.create(spec.id, parent=manager.cgroup_parent)
+    network = None
+    try:
+        group.apply(spec.resources, privileged=spec.security.privileged)
+        if _has_networks(spec):
+            network = manager.networks.prepare(spec)
+        names = [m.source for m in spec.mounts if m.type == "volume" and m.source]
+        if names:
+            manager.volumes.acquire_mounts(spec.id, names)
+    except BaseException:
+        _release(manager, spec.id, group)
+        raise
+    return group, network
+
+
+def _has_networks(spec: Any) -> bool:
+    if spec.network_mode in ("none", "host"):
+        return False
+    return not (spec.network_mode == "bridge" and not spec.networks)
+
+
+def _spawn(manager: Any, spec: Any, stdio: spawn.Stdio, tty: bool, group: Cgroup, network: Any):  # type: ignore[no-untyped-def]
+    from engine.containers.manager import volume_sources
+
+    volumes = volume_sources(manager.volumes, spec)
+    if tty:
+        return spawn.start_with_tty(spec, manager.root, volumes=volumes, cgroup=group, network=network)
+    return spawn.start(spec, manager.root, stdio=stdio, volumes=volumes, cgroup=group, network=network), None
+
+
+def _release(manager: Any, cid: str, group: Cgroup | None) -> None:
+    """Networks, shared mounts and the cgroup given back; never raises (the sweep repairs the rest)."""
+    steps: list[Callable[[], object]] = [
+        lambda: manager.volumes.release_mounts(cid),
+        lambda: manager.networks.release(cid),
+    ]
+    if group is not None:
+        steps.append(lambda: group.remove())
+    for step in steps:
+        with contextlib.suppress(EngineError, OSError):
+            step()
+
+
+def _quiet_oom(group: Cgroup) -> bool:
+    try:
+        return bool(group.oom_killed())
+    except (EngineError, OSError):
+        return False
+
+
+def _now() -> str:
+    from engine.containers.manager import now_rfc3339
+
+    return now_rfc3339()
+
+
+@contextlib.contextmanager
+def _proxied_signals(pid: int, enabled: bool) -> Iterator[None]:
+    """Forward the caller's signals to the container's PID 1 while it runs; a second SIGINT kills it."""
+    if not enabled:
+        yield
+        return
+    interrupts = 0
+
+    def forward(number: int, _frame: object) -> None:
+        nonlocal interrupts
+        if number == signal.SIGINT:
+            interrupts += 1
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL if interrupts > 1 else number)
+
+    previous = {number: signal.signal(number, forward) for number in PROXIED}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+# -- tty relay ------------------------------------------------------------------------------------------
+
+
+def _relay(pid: int, master: int, stdio: spawn.Stdio) -> int:
+    """Copy stdin -> pty and pty -> stdout until the container's side closes; the caller's terminal is
+    raw meanwhile (keys such as Ctrl-C reach the container's line discipline) and sized like ours."""
+    stdin, stdout = stdio[0], stdio[1]
+    saved = _raw(stdin)
+    _copy_size(stdout, master)
+    previous = signal.signal(signal.SIGWINCH, lambda *_: _copy_size(stdout, master))
+    try:
+        _pump(stdin, stdout, master)
+    finally:
+        signal.signal(signal.SIGWINCH, previous)
+        if saved is not None:
+            termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+        os.close(master)
+    return spawn.wait(pid)
+
+
+def _raw(fd: int) -> list[Any] | None:
+    if not os.isatty(fd):
+        return None
+    saved = termios.tcgetattr(fd)
+    ttymod.setraw(fd)
+    return saved
+
+
+def _copy_size(source: int, target: int) -> None:
+    with contextlib.suppress(OSError):
+        size = fcntl.ioctl(source, termios.TIOCGWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
+        fcntl.ioctl(target, termios.TIOCSWINSZ, size)
+
+
+def _pump(stdin: int, stdout: int, master: int) -> None:
+    with selectors.DefaultSelector() as selector:
+        selector.register(master, selectors.EVENT_READ)
+        with contextlib.suppress(ValueError, OSError):
+            selector.register(stdin, selectors.EVENT_READ)
+        while True:
+            for key, _ in selector.select():
+                if key.fd == master:
+                    data = _read(master)
+                    if not data:
+                        return
+                    _write_all(stdout, data)
+                else:
+                    data = _read(stdin)
+                    if not data:  # our input ended: end-of-file for the container's reader
+                        selector.unregister(stdin)
+                        data = b"\x04"
+                    _write_all(master, data)
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, READ_CHUNK)
+    except OSError as exc:  # a pty master reads EIO once the container's side is closed
+        if exc.errno == errno.EIO:
+            return b""
+        raise
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+# -- attaching to a supervised container ----------------------------------------------------------------
+
+
+def follow_output(
+    manager: Any, ref: str, write: Callable[[str, str], None], *, sig_proxy: bool = True
+) -> int:
+    """Stream what the container prints from now on to `write(stream, text)` until it stops; its exit code.
+
+    The supervisor keeps the container's output in its log: attaching follows that log (docker attach
+    shows only new output too). With `sig_proxy`, our SIGINT/SIGTERM go to the container."""
+    record = manager.get(ref)
+    if record["state"] not in ("running", "paused", "restarting"):
+        message = "cannot attach to a stopped container, start it first"
+        raise ContainerConflict(message, subject=record["name"])
+    cid = record["id"]
+    entries = manager.logs(cid, follow=True, tail=0)
+    with _kill_through(manager, cid, sig_proxy):
+        try:
+            for entry in entries:
+                write(entry.stream, entry.line)
+        finally:
+            close = getattr(entries, "close", None)
+            if close is not None:
+                close()
+    return _exit_code(manager, cid)
+
+
+@contextlib.contextmanager
+def _kill_through(manager: Any, cid: str, enabled: bool) -> Iterator[None]:
+    """Signals for an attached container go through the manager (the supervisor records user stops)."""
+    if not enabled:
+        yield
+        return
+
+    def forward(number: int, _frame: object) -> None:
+        with contextlib.suppress(EngineError):
+            manager.kill(cid, number)
+
+    previous = {number: signal.signal(number, forward) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _exit_code(manager: Any, cid: str, timeout: float = 10.0) -> int:
+    """The recorded exit code once the row leaves the running states (a restart policy may bring it back)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = records.get(manager.db, cid)
+        if row is None:
+            return 0
+        if row["state"] not in ("running", "paused") and row["exit_code"] is not None:
+            return int(row["exit_code"])
+        time.sleep(0.05)
+    return 0
