@@ -1,0 +1,332 @@
+"""`pycompose up`, `down`, `create` and `scale` through the real CLI on busybox containers.
+
+Each test has its own state root (PYCOMPOSE_ROOT), its own cgroup parent and project name; teardown
+removes every container, network, volume and the supervisor, then checks that no bridge, iptables rule,
+mount or container row of that root is left.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import suppress
+from pathlib import Path
+
+import pytest
+
+from engine.api import Engine
+from engine.containers import cgroups
+from engine.errors import EngineError
+
+pytestmark = pytest.mark.root
+
+if os.geteuid() != 0:
+    pytest.skip("needs root", allow_module_level=True)
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE = "pyc-test/busybox:1"
+SLEEPER = """["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"]"""
+
+
+class Project:
+    """A compose project directory and pycompose in a subprocess on its own state root."""
+
+    def __init__(self, root: Path, directory: Path, name: str, parent: str) -> None:
+        self.root, self.directory, self.name, self.parent = root, directory, name, parent
+
+    def write(self, body: str) -> None:
+        text = f"name: {self.name}\n" + textwrap.dedent(body).replace("SLEEPER", SLEEPER)
+        (self.directory / "compose.yaml").write_text(text)
+
+    def __call__(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            "PYCOMPOSE_ROOT": str(self.root),
+            "PYCOMPOSE_CGROUP_PARENT": self.parent,
+            "PYTHONPATH": str(REPO),
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "compose.cli.main", "--progress", "plain", *args],
+            cwd=self.directory,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if ok:
+            assert result.returncode == 0, result.stderr
+        return result
+
+    def containers(self) -> dict[str, dict]:
+        """name -> record of every container under this state root."""
+        with Engine.open(str(self.root)) as engine:
+            return {r["name"]: r for r in engine.list_containers(all=True)}
+
+    def inspect(self, name: str) -> dict:
+        with Engine.open(str(self.root)) as engine:
+            return engine.inspect_container(name)
+
+    def volumes(self) -> set[str]:
+        with Engine.open(str(self.root)) as engine:
+            return {v.name for v in engine.list_volumes()}
+
+    def networks(self) -> set[str]:
+        with Engine.open(str(self.root)) as engine:
+            return {n.name for n in engine.list_networks()}
+
+
+@pytest.fixture
+def project(tmp_path: Path, rootfs_tar: bytes) -> Iterator[Project]:
+    name = "pyct" + uuid.uuid4().hex[:8]
+    parent = "pyc-test-" + uuid.uuid4().hex[:10]
+    directory = tmp_path / name
+    directory.mkdir()
+    root = tmp_path / "root"
+    state = Project(root, directory, name, parent)
+    try:
+        with Engine.open(str(root)) as engine:
+            engine.import_image(io.BytesIO(rootfs_tar), IMAGE)
+        yield state
+    finally:
+        try:
+            _clean(root)
+        finally:
+            cgroups.remove_parent(parent)
+    _assert_nothing_left(root)
+
+
+def _clean(root: Path) -> None:
+    """Whatever a failing test left: containers, the supervisor, networks, volumes, firewall rules."""
+    from engine.net import firewall
+    from engine.supervise import client
+
+    with Engine.open(str(root)) as engine:
+        try:
+            for record in engine.list_containers(all=True):
+                with suppress(EngineError):
+                    engine.remove_container(record["id"], force=True, volumes=True)
+        finally:
+            with suppress(EngineError):
+                client.shutdown(engine.root, timeout=10)
+            for network in engine.list_networks():
+                with suppress(EngineError):
+                    engine.remove_network(network.id)
+            for volume in engine.list_volumes():
+                with suppress(EngineError):
+                    engine.remove_volume(volume.name, force=True)
+            firewall.sync(engine.networks.scope, [], [])
+
+
+def _assert_nothing_left(root: Path) -> None:
+    from engine.net.manager import scope_of
+    from engine.state.root import StateRoot
+
+    state = StateRoot.open(root)
+    try:
+        leftovers = [f"container {row['id']}" for row in state.db.query("SELECT id FROM containers")]
+        rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
+        scope = scope_of(state)
+        leftovers += [line for line in rules.splitlines() if line.startswith("-A") and scope in line]
+        with open("/proc/self/mountinfo") as mounts:
+            leftovers += [f"mount {line.split()[4]}" for line in mounts if str(root) in line]
+    finally:
+        state.close()
+    assert leftovers == []
+
+
+def statuses(stderr: str) -> list[tuple[str, str]]:
+    """(resource, status) of the plain progress lines: ` Container x  Started`."""
+    found = []
+    for line in stderr.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0] in ("Container", "Network", "Volume"):
+            found.append((parts[1].strip('"'), parts[2]))
+    return found
+
+
+def env_of(project: Project, name: str) -> list[str]:
+    return project.inspect(name)["Config"]["Env"]
+
+
+TWO = """
+services:
+  db:
+    image: pyc-test/busybox:1
+    command: SLEEPER
+    environment: {LEVEL: "1"}
+    stop_grace_period: 2s
+  web:
+    image: pyc-test/busybox:1
+    command: SLEEPER
+    environment: {LEVEL: "1"}
+    depends_on: [db]
+    stop_grace_period: 2s
+"""
+
+
+def test_up_twice_changes_nothing_then_only_the_changed_service_is_recreated(project: Project) -> None:
+    project.write(TWO)
+    first = project("up", "-d")
+    assert (f"{project.name}-db-1", "Started") in statuses(first.stderr)
+    assert (f"{project.name}-web-1", "Started") in statuses(first.stderr)
+    before = {n: r["id"] for n, r in project.containers().items()}
+    assert {r["state"] for r in project.containers().values()} == {"running"}
+
+    second = project("up", "-d")
+    assert sorted(set(statuses(second.stderr))) == [
+        (f"{project.name}-db-1", "Running"),
+        (f"{project.name}-web-1", "Running"),
+    ]
+    assert {n: r["id"] for n, r in project.containers().items()} == before
+
+    project.write(TWO.replace('{LEVEL: "1"}\n    depends_on', '{LEVEL: "2"}\n    depends_on'))
+    third = project("up", "-d")
+    after = {n: r["id"] for n, r in project.containers().items()}
+    web, db = f"{project.name}-web-1", f"{project.name}-db-1"
+    assert after[db] == before[db]
+    assert after[web] != before[web]
+    assert (web, "Recreated") in statuses(third.stderr)
+    assert (db, "Running") in statuses(third.stderr)
+    assert "LEVEL=2" in env_of(project, web)
+    assert "LEVEL=1" in env_of(project, db)
+    assert project.containers()[web]["state"] == "running"
+
+
+def test_orphans_are_warned_about_then_removed_with_remove_orphans(project: Project) -> None:
+    project.write(TWO)
+    project("up", "-d")
+    project.write(TWO.replace("  web:", "  api:"))
+    warned = project("up", "-d")
+    assert "Found orphan containers ([web])" in warned.stderr
+    names = set(project.containers())
+    assert {f"{project.name}-web-1", f"{project.name}-api-1"} <= names
+
+    removed = project("up", "-d", "--remove-orphans")
+    assert (f"{project.name}-web-1", "Removed") in statuses(removed.stderr)
+    assert set(project.containers()) == {f"{project.name}-db-1", f"{project.name}-api-1"}
+    project("down")
+    assert project.containers() == {}
+
+
+HEALTH = """
+services:
+  db:
+    image: pyc-test/busybox:1
+    command: ["sh", "-c", "trap 'exit 0' TERM; sleep 2; touch /shared/ready; sleep 1000 & wait"]
+    volumes: [shared:/shared]
+    healthcheck:
+      test: ["CMD", "test", "-f", "/shared/ready"]
+      interval: 300ms
+      timeout: 1s
+      retries: 30
+  web:
+    image: pyc-test/busybox:1
+    command: ["sh", "-c", "test -f /shared/ready || exit 3; trap 'exit 0' TERM; sleep 1000 & wait"]
+    volumes: [shared:/shared]
+    depends_on:
+      db: {condition: service_healthy}
+volumes:
+  shared: {}
+"""
+
+
+def test_service_healthy_waits_for_a_slow_dependency(project: Project) -> None:
+    project.write(HEALTH)
+    began = time.monotonic()
+    result = project("up", "-d")
+    took = time.monotonic() - began
+    found = statuses(result.stderr)
+    db, web = f"{project.name}-db-1", f"{project.name}-web-1"
+    assert found.index((db, "Healthy")) < found.index((web, "Started"))
+    assert took >= 2.0
+    time.sleep(0.5)
+    containers = project.containers()
+    assert containers[web]["state"] == "running"  # it found /shared/ready: it started after db was healthy
+    assert json.loads(containers[db]["health"])["Status"] == "healthy"
+
+
+def test_service_healthy_without_a_healthcheck_fails_clearly(project: Project) -> None:
+    project.write(
+        """
+        services:
+          db:
+            image: pyc-test/busybox:1
+            command: SLEEPER
+          web:
+            image: pyc-test/busybox:1
+            command: SLEEPER
+            depends_on:
+              db: {condition: service_healthy}
+        """
+    )
+    result = project("up", "-d", ok=False)
+    assert result.returncode == 1
+    assert f"container {project.name}-db-1 has no healthcheck configured" in result.stderr
+    assert f"{project.name}-web-1" not in project.containers()
+
+
+def test_scale_up_and_down_keeps_the_lowest_numbers(project: Project) -> None:
+    project.write(TWO)
+    project("up", "-d")
+    project("scale", "web=3")
+    names = {n for n, r in project.containers().items() if r["state"] == "running"}
+    assert names == {f"{project.name}-{s}" for s in ("db-1", "web-1", "web-2", "web-3")}
+    project("up", "-d", "--scale", "web=2")
+    assert set(project.containers()) == {f"{project.name}-{s}" for s in ("db-1", "web-1", "web-2")}
+    project("scale", "web=1")
+    assert set(project.containers()) == {f"{project.name}-db-1", f"{project.name}-web-1"}
+
+
+VOLUMES = """
+services:
+  app:
+    image: pyc-test/busybox:1
+    command: SLEEPER
+    volumes: [data:/data, /anon]
+    networks: [front]
+networks:
+  front: {}
+volumes:
+  data: {}
+"""
+
+
+def test_down_keeps_named_volumes_and_down_v_removes_them(project: Project) -> None:
+    project.write(VOLUMES)
+    project("up", "-d")
+    data, network = f"{project.name}_data", f"{project.name}_front"
+    assert data in project.volumes()
+    assert network in project.networks()
+
+    project("down")
+    assert project.containers() == {}
+    assert network not in project.networks()
+    assert project.volumes() == {data}  # the anonymous volume went with its container
+
+    project("up", "-d")
+    result = project("down", "-v")
+    assert (data, "Removed") in statuses(result.stderr)
+    assert project.volumes() == set()
+    assert project.networks() == set()
+
+
+def test_create_then_up_starts_and_dry_run_changes_nothing(project: Project) -> None:
+    project.write(TWO)
+    project("create")
+    assert {r["state"] for r in project.containers().values()} == {"created"}
+    dry = project("--dry-run", "up", "-d")
+    assert "DRY-RUN" in dry.stderr
+    assert {r["state"] for r in project.containers().values()} == {"created"}
+    project("up", "-d")
+    assert {r["state"] for r in project.containers().values()} == {"running"}
+    project("--dry-run", "down")
+    assert len(project.containers()) == 2
+    project("down")
+    assert project.containers() == {}
