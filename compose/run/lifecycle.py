@@ -261,11 +261,12 @@ def _lookup(
     engine: Any, project: str, services: Iterable[str] | None = None, *, oneoff: bool | None = False
 ) -> list[Record]:
     """The project's containers (stopped ones too) by Compose's labels, of `services` when given, sorted
-    by service then number. (A stand-in for compose.run.observe.project_containers.)"""
-    found = engine.list_containers(all=True, labels=L.project_filter(project, oneoff=oneoff))
+    by service then number."""
+    from compose.run.observe import project_containers
+
+    found = project_containers(engine, project, all=True, oneoff=oneoff)
     wanted = None if services is None else set(services)
-    found = [r for r in found if wanted is None or _service(r) in wanted]
-    return sorted(found, key=lambda r: (_service(r), _number(r), r["name"]))
+    return [r for r in found if wanted is None or _service(r) in wanted]
 
 
 def _by_service(records: Iterable[Record]) -> dict[str, list[Record]]:
@@ -277,13 +278,6 @@ def _by_service(records: Iterable[Record]) -> dict[str, list[Record]]:
 
 def _service(record: Record) -> str:
     return (record.get("labels") or {}).get(L.SERVICE, "")
-
-
-def _number(record: Record) -> int:
-    try:
-        return int((record.get("labels") or {}).get(L.CONTAINER_NUMBER, "0"))
-    except ValueError:
-        return 0
 
 
 def _scale(loaded: LoadedProject, name: str) -> int | None:

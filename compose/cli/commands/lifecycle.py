@@ -4,14 +4,14 @@ CONTRACT (owner: engineer R5): `add_parser` registers start, stop, restart, paus
 with docker compose's flags; each handler goes through compose/run (the executor) and engine.api.
 
 The work is compose/run/lifecycle's; this module parses flags, opens the engine, picks the progress
-output and talks to the user (rm's confirmation, "No stopped containers", "no container to kill").
+renderer (compose/cli/progress) and talks to the user (rm's confirmation, "No stopped containers",
+"no container to kill").
 Global `--dry-run` runs the same walk on an engine that only reads, so the events show what would happen.
 """
 
 from __future__ import annotations
 
 import sys
-import threading
 
 TYPE_CHECKING = False  # `import typing` costs start-up time; type checkers treat this alike
 
@@ -185,40 +185,10 @@ def confirm_removal(names: list[str], out, answers, *, force: bool) -> bool:  # 
 
 
 def make_events(args, context):  # type: ignore[no-untyped-def]
-    """The progress renderer for `--progress` (compose/cli/progress when present), else plain lines."""
-    try:
-        from compose.cli.progress import for_args  # type: ignore[import-not-found]
-    except ImportError:
-        from compose.run.events import NullEvents
+    """The progress renderer the global flags ask for (`--progress`, `--ansi`, `--dry-run`)."""
+    from compose.cli.progress import for_args
 
-        if getattr(args, "progress", "auto") == "quiet":
-            return NullEvents()
-        return PlainEvents(context.stderr, dry_run=getattr(args, "dry_run", False))
     return for_args(args, context)
-
-
-class PlainEvents:
-    """docker compose's plain progress: one line per change (` Container shop-web-1  Stopped`), from
-    any thread."""
-
-    def __init__(self, stream, *, dry_run: bool = False) -> None:  # type: ignore[no-untyped-def]
-        self.stream = stream
-        self.prefix = "DRY-RUN MODE - " if dry_run else ""
-        self._lock = threading.Lock()
-
-    def resource(self, kind: str, name: str, status: str, detail: str = "") -> None:
-        text = f"{self.prefix} {kind} {name}  {status}{' ' + detail if detail else ''}\n"
-        with self._lock:
-            self.stream.write(text)
-            self.stream.flush()
-
-    def warning(self, message: str) -> None:
-        with self._lock:
-            self.stream.write(f"WARN[0000] {message}\n")
-
-    def close(self) -> None:
-        with self._lock:
-            self.stream.flush()
 
 
 class DryRunEngine:
