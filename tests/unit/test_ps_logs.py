@@ -294,6 +294,8 @@ def test_event_diff() -> None:
     (action, shot), = logs_cmd.diff(after, logs_cmd.snapshot([exited]))  # fmt: skip
     assert action == "die" and logs_cmd.event_attributes(shot, action)["exitCode"] == "3"
     assert [a for a, _ in logs_cmd.diff(after, {})] == ["destroy"]
+    quick = {**exited, "started_at": iso(0)}  # created, then ran and ended between two polls
+    assert [a for a, _ in logs_cmd.diff(before, logs_cmd.snapshot([quick]))] == ["start", "die"]
     # a container first seen already running: created, then started
     assert [a for a, _ in logs_cmd.diff({}, after)] == ["create", "start"]
 

@@ -286,6 +286,8 @@ def _transitions(old: dict[str, Any], now: dict[str, Any]) -> list[str]:
         actions += ["die", "start"]  # died and came back between two polls
     elif up_now and not up_before:
         actions.append("start")
+    elif now["started_at"] != old["started_at"]:
+        actions += ["start", "die"]  # started and ended between two polls
     if (old["state"], now["state"]) == ("running", "paused"):
         actions.append("pause")
     if (old["state"], now["state"]) == ("paused", "running"):
