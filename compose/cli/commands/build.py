@@ -64,15 +64,12 @@ def build_services(
 ) -> int:
     """Build generation after generation; the first failure stops before the next generation."""
     from compose.cli.buildprogress import make_display
+    from compose.cli.progress import resolve
 
     if not requests:
         return 0
-    display = make_display(
-        getattr(args, "progress", "auto"),
-        context.stderr,
-        quiet=getattr(args, "quiet", False),
-        color=_color(args),
-    )
+    mode, color = resolve(getattr(args, "progress", "auto"), getattr(args, "ansi", "auto"), context.stderr)
+    display = make_display(mode, context.stderr, quiet=getattr(args, "quiet", False), color=color)
     try:
         for generation in generations:
             _build_generation(args, generation, requests, display)
@@ -285,10 +282,3 @@ def parallel_limit(flag: int, environ) -> int:  # type: ignore[no-untyped-def]
     except ValueError:
         value = 0
     return value if value > 0 else 1 << 16
-
-
-def _color(args) -> bool:
-    ansi = getattr(args, "ansi", "auto")
-    if ansi == "never":
-        return False
-    return ansi == "always" or not os.environ.get("NO_COLOR")
