@@ -78,9 +78,9 @@ def test_usage_errors(capsys, argv, message):
 
 
 def test_planned_command_says_not_yet(capsys):
-    code, _, err = run(capsys, "up", "-d")
+    code, _, err = run(capsys, "watch", "--no-up")
     assert code == 1
-    assert "'up' is not implemented yet" in err
+    assert "'watch' is not implemented yet" in err
 
 
 def test_help(capsys):
