@@ -27,6 +27,9 @@ WORKING = frozenset(
         "Pulling",
         "Building",
         "Restarting",
+        "Killing",
+        "Pausing",
+        "Unpausing",
     }
 )
 FINAL = frozenset(
