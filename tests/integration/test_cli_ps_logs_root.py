@@ -172,10 +172,24 @@ def cleanup(state: Project) -> None:
     finally:
         with suppress(EngineError):
             client.shutdown(engine.root, timeout=10)
+        bridges = [n.bridge for n in engine.list_networks()]
         for name in state.networks:
             with suppress(EngineError):
                 engine.remove_network(name)
         firewall.sync(engine.networks.scope, [], [])
+        assert_nothing_left(state, bridges)
+
+
+def assert_nothing_left(state: Project, bridges: list[str]) -> None:
+    """No bridge, firewall rule, mount or container of this state root stays behind."""
+    left = [f"bridge {b}" for b in bridges if os.path.exists(f"/sys/class/net/{b}")]
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
+    scope = state.engine.networks.scope
+    left += [line for line in rules.splitlines() if line.startswith("-A") and scope in line]
+    with open("/proc/self/mountinfo") as mounts:
+        left += [f"mount {line.split()[4]}" for line in mounts if str(state.root) in line]
+    left += [f"container {r['id']}" for r in state.engine.list_containers(all=True)]
+    assert left == []
 
 
 def running_project(state: Project) -> None:
@@ -240,6 +254,8 @@ def test_ps_and_ls(project: Project) -> None:
         {"URL": "127.0.0.1", "TargetPort": 8080, "PublishedPort": project.port, "Protocol": "tcp"}
     ]
     assert web["ID"] == project.ids["web"][:12]
+    elsewhere = project.cli("-p", p, "ps", "-a", "--format", "{{.Name}}", cwd=project.root, env=project.env())
+    assert len(lines(elsewhere.stdout)) == 4, elsewhere.stderr  # no Compose file: the name is enough
     unknown = project.run("ps", "nosuch")
     assert unknown.returncode != 0 and "nosuch" in unknown.stderr
 
@@ -279,6 +295,11 @@ def test_logs(project: Project) -> None:
     assert project.run("logs", "--until", "1h", "job").stdout == ""
     assert len(lines(project.run("logs", "--since", "10m", "job").stdout)) == 2
     assert project.run("logs", "--tail", "x").returncode == 2
+    colored = lines(project.run("--ansi", "always", "logs", "job", "idle").stdout)
+    assert colored[:2] == ["\033[36midle-1  | \033[0midle up", "\033[33mjob-1   | \033[0mjob line 1"]
+    assert lines(project.run("--ansi", "always", "logs", "--no-color", "idle").stdout) == [
+        "idle-1  | idle up"
+    ]
 
 
 def test_logs_follow_sees_new_lines_and_late_containers(project: Project) -> None:
