@@ -261,6 +261,12 @@ class Engine:
 
         return attach.run_attached(self.containers, ref, stdio=stdio, tty=tty, sig_proxy=sig_proxy)
 
+    def exec_container_tty(self, ref: str, args: Sequence[str], **options) -> int:
+        """`exec -t`: like exec_container, the command on a new pty relayed to `stdio` (raw mode)."""
+        from engine.containers import attach
+
+        return attach.exec_with_tty(self.containers, ref, args, **options)
+
     def attach_container(self, ref: str, write, *, sig_proxy: bool = True) -> int:  # type: ignore[no-untyped-def]
         """Follow a running container's output from now on (`write(stream, text)`); its exit code."""
         from engine.containers import attach

@@ -289,3 +289,37 @@ def _exit_code(manager: Any, cid: str, timeout: float = 10.0) -> int:
             return int(row["exit_code"])
         time.sleep(0.05)
     return 0
+
+
+# -- exec with a terminal ---------------------------------------------------------------------------------
+
+
+def exec_with_tty(
+    manager: Any, ref: str, args: Any, *, stdio: spawn.Stdio = (0, 1, 2), **options: Any
+) -> int:
+    """`exec -t`: the command gets a new pty (its controlling terminal; the caller's own terminal belongs
+    to the caller's session and cannot be taken), relayed to `stdio` in raw mode; returns its exit code.
+
+    manager.exec blocks until the command ends, so the relay runs in a thread meanwhile; once the command
+    is done our slave is closed, the master reads EIO and the relay ends."""
+    import threading
+
+    master, slave = os.openpty()
+    stdin, stdout = stdio[0], stdio[1]
+    _copy_size(stdout, master)
+    saved = _raw(stdin)
+    relay = threading.Thread(target=_quiet_pump, args=(stdin, stdout, master), daemon=True)
+    relay.start()
+    try:
+        return manager.exec(ref, args, tty=True, stdio=(slave, slave, slave), **options)
+    finally:
+        os.close(slave)
+        relay.join(timeout=2.0)
+        if saved is not None:
+            termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+        os.close(master)
+
+
+def _quiet_pump(stdin: int, stdout: int, master: int) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        _pump(stdin, stdout, master)

@@ -1,0 +1,360 @@
+"""`pycompose run`, `exec`, `cp` and `attach` through the CLI (a subprocess on its own state root and
+cgroup parent) against real busybox containers.
+
+run: --rm passes the exit code through and leaves no container, dependencies are started first (and not
+with --no-deps), -d prints the name and leaves the one-off running with Compose's one-off labels,
+-e/-w/-u/--entrypoint reach the process; stdin reaches an attached one-off. exec: exit code and
+environment. cp: a file and a directory both ways, into and out of a running and a stopped container.
+attach: a container's output from then on, and its exit code.
+
+At the end no container, network, bridge, firewall rule, mount, supervisor or cgroup of the test is left,
+even when a test fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from rootfs_fixture import busybox_tar
+
+from engine.api import Engine
+from engine.containers import cgroups, manager, records
+from engine.errors import EngineError
+
+pytestmark = pytest.mark.root
+
+if os.geteuid() != 0:
+    pytest.skip("needs root", allow_module_level=True)
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE = "pyc-test/busybox:1"
+CLI = "import sys; from compose.cli.main import main; sys.exit(main(sys.argv[1:]))"
+COMPOSE = """\
+services:
+  db:
+    image: pyc-test/busybox:1
+    command:
+      - sh
+      - -c
+      - trap 'exit 0' TERM; mkdir -p /data; echo seed > /data/seed.txt; while :; do sleep 0.2; done
+    environment:
+      DB_ROLE: primary
+  app:
+    image: pyc-test/busybox:1
+    depends_on: [db]
+    environment:
+      FROM_SERVICE: "yes"
+    command: ["sh", "-c", "exit 3"]
+    ports: ["127.0.0.1::80"]
+  talker:
+    image: pyc-test/busybox:1
+    command:
+      - sh
+      - -c
+      - i=0; while [ $$i -lt 40 ]; do echo tick $$i; i=$$((i+1)); sleep 0.2; done; exit 5
+"""
+
+
+@dataclass
+class Project:
+    engine: Engine
+    directory: Path
+    name: str
+    parent: str
+
+    def cli(
+        self, *args: str, input: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*self.argv(), *args],
+            capture_output=True,
+            text=True,
+            input=input,
+            cwd=self.directory,
+            env=self.env(),
+            timeout=timeout,
+        )
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-c", CLI, "--root", str(self.engine.root.path), "-p", self.name]
+
+    def env(self) -> dict[str, str]:
+        env = {**os.environ, "PYTHONPATH": str(REPO), manager.CGROUP_PARENT_ENV: self.parent}
+        env.pop("PYCOMPOSE_ROOT", None)
+        return env
+
+    def containers(self, **labels: str) -> list[dict]:
+        wanted = {"com.docker.compose.project": self.name, **labels}
+        return self.engine.list_containers(all=True, labels=wanted)
+
+    def service(self, name: str) -> dict:
+        found = self.containers(**{"com.docker.compose.service": name, "com.docker.compose.oneoff": "False"})
+        assert len(found) == 1, found
+        return found[0]
+
+
+def _supervisor_processes(root: Path) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                argv = Path(f"/proc/{entry}/cmdline").read_bytes()
+                if str(root).encode() in argv and b"engine.supervise" in argv:
+                    found.append(int(entry))
+    return found
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
+    parent = "pyc-test-" + uuid.uuid4().hex[:10]
+    monkeypatch.setenv(manager.CGROUP_PARENT_ENV, parent)
+    directory = tmp_path / "proj"
+    directory.mkdir()
+    (directory / "compose.yaml").write_text(COMPOSE)
+    engine = Engine.open(str(tmp_path / "root"))
+    try:
+        engine.import_image(io.BytesIO(busybox_tar()), IMAGE)
+        yield Project(engine, directory, "pyct" + uuid.uuid4().hex[:8], parent)
+    finally:
+        _cleanup(engine, tmp_path / "root", parent)
+
+
+def _cleanup(engine: Engine, root: Path, parent: str) -> None:
+    """Everything of the state root out of the kernel; then assert nothing is left."""
+    from engine.net import firewall
+    from engine.supervise import client
+
+    try:
+        for record in records.list_all(engine.root.db):
+            with contextlib.suppress(EngineError):
+                engine.remove_container(record["id"], force=True, volumes=True)
+        with contextlib.suppress(EngineError):
+            client.shutdown(engine.root, timeout=10)
+        for pid in _supervisor_processes(root):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        bridges = [n.bridge for n in engine.list_networks()]
+        for network in engine.list_networks():
+            with contextlib.suppress(EngineError):
+                engine.remove_network(network.id)
+        for volume in engine.list_volumes():
+            with contextlib.suppress(EngineError):
+                engine.remove_volume(volume.name, force=True)
+        firewall.sync(engine.networks.scope, [], [])
+        leftovers = [f"bridge {b}" for b in bridges if os.path.exists(f"/sys/class/net/{b}")]
+        leftovers += [f"container {r['id']}" for r in records.list_all(engine.root.db)]
+        with open("/proc/self/mountinfo") as mounts:
+            leftovers += [f"mount {line.split()[4]}" for line in mounts if str(root) in line]
+        assert leftovers == []
+    finally:
+        cgroups.remove_parent(parent)
+        engine.close()
+
+
+def wait_for(condition, timeout: float = 20.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+    return value
+
+
+# -- run ----------------------------------------------------------------------------------------------
+
+
+def test_run_rm_passes_the_exit_code_and_starts_dependencies(project: Project) -> None:
+    result = project.cli(
+        "run", "--rm", "-T", "app", "sh", "-c", "echo out $FROM_SERVICE; echo err >&2; exit 7"
+    )
+    assert result.returncode == 7, result.stderr
+    assert result.stdout == "out yes\n"
+    assert "err\n" in result.stderr
+    assert project.containers(**{"com.docker.compose.oneoff": "True"}) == []  # --rm
+    db = project.service("db")
+    assert db["state"] == "running"
+    assert db["name"] == f"{project.name}-db-1"
+
+    # the service's own command and exit code, when no command is given; the container stays (no --rm)
+    result = project.cli("run", "-T", "app")
+    assert result.returncode == 3, result.stderr
+    (oneoff,) = project.containers(**{"com.docker.compose.oneoff": "True"})
+    assert oneoff["state"] == "exited" and oneoff["exit_code"] == 3
+    assert oneoff["name"].startswith(f"{project.name}-app-run-")
+    doc = project.engine.inspect_container(oneoff["id"])
+    assert doc["NetworkSettings"]["Ports"] == {}  # no --service-ports: nothing published
+    assert doc["HostConfig"]["RestartPolicy"]["Name"] == "no"
+
+
+def test_run_no_deps_starts_nothing_else(project: Project) -> None:
+    result = project.cli("run", "--rm", "--no-deps", "-T", "app", "true")
+    assert result.returncode == 0, result.stderr
+    assert project.containers() == []
+
+
+def test_run_env_workdir_user_entrypoint_and_stdin(project: Project) -> None:
+    script = 'echo "$A $FROM_SERVICE $(pwd) $(id -un)"'
+    result = project.cli(
+        "run", "--rm", "--no-deps", "-T", "-e", "A=1", "-e", "FROM_SERVICE=over", "-w", "/tmp", "-u", "app",
+        "app", "sh", "-c", script,
+    )  # fmt: skip
+    assert (result.returncode, result.stdout) == (0, "1 over /tmp app\n"), result.stderr
+    result = project.cli("run", "--rm", "--no-deps", "-T", "--entrypoint", "echo via", "app", "entry")
+    assert (result.returncode, result.stdout) == (0, "via entry\n"), result.stderr
+    result = project.cli(
+        "run", "--rm", "--no-deps", "-T", "app", "sh", "-c", "tr a-z A-Z", input="piped in\n"
+    )
+    assert (result.returncode, result.stdout) == (0, "PIPED IN\n"), result.stderr
+
+
+def test_run_detached_keeps_a_labelled_one_off_running(project: Project) -> None:
+    result = project.cli(
+        "run", "-d", "--no-deps", "--name", "pyct-oneoff-" + project.name[4:], "app", "sleep", "60"
+    )
+    assert result.returncode == 0, result.stderr
+    name = result.stdout.strip()
+    assert name == "pyct-oneoff-" + project.name[4:]
+    record = project.engine.get_container(name)
+    assert record["state"] == "running"
+    labels = record["labels"]
+    assert labels["com.docker.compose.oneoff"] == "True"
+    assert labels["com.docker.compose.service"] == "app"
+    assert labels["com.docker.compose.slug"]
+    assert project.containers(**{"com.docker.compose.oneoff": "False"}) == []
+
+
+def test_run_unknown_service_fails_cleanly(project: Project) -> None:
+    result = project.cli("run", "--rm", "-T", "nope", "true")
+    assert result.returncode != 0
+    assert "no such service" in result.stderr
+
+
+# -- exec ---------------------------------------------------------------------------------------------
+
+
+def test_exec_exit_code_env_user_workdir(project: Project) -> None:
+    assert project.cli("run", "--rm", "-T", "app", "true").returncode == 0  # db up as a dependency
+    result = project.cli(
+        "exec", "-T", "-e", "X=hi", "-w", "/data", "-u", "app", "db",
+        "sh", "-c", 'echo "$X $DB_ROLE $(pwd) $(id -un)"; exit 4',
+    )  # fmt: skip
+    assert result.returncode == 4, result.stderr
+    assert result.stdout == "hi primary /data app\n"
+    missing = project.cli("exec", "-T", "app", "true")
+    assert missing.returncode != 0 and "not running" in missing.stderr
+    assert project.cli("exec", "-T", "--index", "2", "db", "true").returncode != 0
+
+
+# -- cp -----------------------------------------------------------------------------------------------
+
+
+def test_cp_both_ways_running_and_stopped(project: Project, tmp_path: Path) -> None:
+    assert project.cli("run", "--rm", "-T", "app", "true").returncode == 0
+    db = project.service("db")
+    local = tmp_path / "local"
+    (local / "tree" / "sub").mkdir(parents=True)
+    (local / "note.txt").write_text("note\n")
+    (local / "tree" / "sub" / "deep.txt").write_text("deep\n")
+
+    # host -> running container: a file under a new name, a directory into an existing one
+    assert project.cli("cp", str(local / "note.txt"), "db:/data/renamed.txt").returncode == 0
+    assert project.cli("cp", str(local / "tree"), "db:/data").returncode == 0
+    shown = project.cli(
+        "exec",
+        "-T",
+        "db",
+        "sh",
+        "-c",
+        "cat /data/renamed.txt /data/tree/sub/deep.txt; stat -c %u /data/renamed.txt",
+    )
+    assert shown.stdout == "note\ndeep\n0\n", shown.stderr
+
+    # running container -> host: a file into a directory, a directory under a new name, a tar on stdout
+    out = tmp_path / "out"
+    out.mkdir()
+    assert project.cli("cp", "db:/data/seed.txt", str(out)).returncode == 0
+    assert (out / "seed.txt").read_text() == "seed\n"
+    assert project.cli("cp", "db:/data/tree", str(out / "copy")).returncode == 0
+    assert (out / "copy" / "sub" / "deep.txt").read_text() == "deep\n"
+    raw = subprocess.run(
+        [*project.argv(), "cp", "db:/data/seed.txt", "-"],
+        capture_output=True, cwd=project.directory, env=project.env(), timeout=60,
+    )  # fmt: skip
+    with tarfile.open(fileobj=io.BytesIO(raw.stdout)) as tar:
+        assert tar.getnames() == ["seed.txt"]
+
+    # a symlink in the container never leads to the host's files
+    project.cli("exec", "-T", "db", "ln", "-s", "/etc", "/data/hostetc")
+    (local / "victim").write_text("container\n")
+    assert project.cli("cp", str(local / "victim"), "db:/data/hostetc/").returncode == 0
+    assert not Path("/etc/victim").exists()
+
+    # stopped: the writable layer is still there, both ways
+    project.engine.stop_container(db["id"], timeout=5)
+    assert project.engine.get_container(db["id"])["state"] == "exited"
+    assert project.cli("cp", "db:/data/renamed.txt", str(out / "from-stopped.txt")).returncode == 0
+    assert (out / "from-stopped.txt").read_text() == "note\n"
+    assert project.cli("cp", str(local / "note.txt"), "db:/data/while-stopped.txt").returncode == 0
+    project.engine.start_container(db["id"])
+    shown = wait_for(lambda: project.cli("exec", "-T", "db", "cat", "/data/while-stopped.txt").stdout)
+    assert shown == "note\n"
+
+    missing = project.cli("cp", "db:/no/such/file", str(out))
+    assert missing.returncode != 0 and "/no/such/file" in missing.stderr
+
+
+# -- attach -------------------------------------------------------------------------------------------
+
+
+def test_attach_follows_output_and_returns_the_exit_code(project: Project) -> None:
+    from compose.loader.pipeline import ProjectOptions, load_project
+    from compose.run import oneoff
+
+    loaded = load_project(ProjectOptions(cwd=str(project.directory), project_name=project.name))
+    oneoff.ensure_project_resources(loaded, project.engine)
+    oneoff.start_dependencies(loaded, project.engine, "talker")  # nothing: it has none
+    oneoff._start_service(loaded, project.engine, "talker")
+    time.sleep(1.0)
+    result = project.cli("attach", "talker", timeout=60)
+    assert result.returncode == 5, result.stderr
+    ticks = [line for line in result.stdout.splitlines() if line.startswith("tick ")]
+    assert ticks and ticks[-1] == "tick 39"
+    assert "tick 0" not in ticks  # only what came after attaching
+    assert json.dumps(ticks)  # plain text lines
+
+
+def test_attached_one_off_record_is_consistent(project: Project) -> None:
+    """While `run` is attached the row says running with the container's pid; after, exited with its code."""
+    argv = project.argv()
+    proc = subprocess.Popen(
+        [*argv, "run", "--no-deps", "-T", "app", "sh", "-c", "sleep 1; exit 12"],
+        cwd=project.directory, env=project.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        row = wait_for(lambda: [r for r in project.containers() if r["state"] == "running"])[0]
+        assert row["pid"] and Path(f"/proc/{row['pid']}").exists()
+        assert proc.wait(timeout=60) == 12
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    row = project.engine.get_container(row["id"])
+    assert (row["state"], row["exit_code"], row["pid"]) == ("exited", 12, None)
+    assert not cgroups_exist(project.parent, row["id"])
+
+
+def cgroups_exist(parent: str, cid: str) -> bool:
+    return Path(f"/sys/fs/cgroup/{parent}/{cid}").exists()
