@@ -49,6 +49,9 @@ from compose.run.observe import as_observed, project_containers
 
 POLL = 0.05  # seconds between two looks at a dependency's state
 STARTS = ("create", "recreate", "start", "restart")
+# worker threads at most, whatever --parallel says: the supervisor serves starts and stops one at a time,
+# so more threads only queue on its socket (and a full accept backlog refuses connections with EAGAIN)
+ENGINE_THREADS = 16
 
 # builds generations of services given their requests (the CLI renders progress; the default builds
 # in-process, one after the other)
@@ -243,8 +246,10 @@ class ProjectRunner:
     def _prepare(self, targets: Sequence[str], run: _Run, request: UpRequest) -> None:
         """Images first (builds fork: no worker thread may exist yet), then networks and volumes."""
         self._images(targets, request)
+        by_reference: dict[str, ImageFacts] = {}
         for name in targets:
-            run.facts[name] = image_facts(self.engine, self.project, self.project.services[name])
+            facts = image_facts(self.engine, self.project, self.project.services[name], by_reference)
+            run.facts[name] = by_reference[facts.reference] = facts
             run.hashes[name] = service_hash(self.loaded, name)
         self._networks(targets)
         self._volumes()
@@ -381,7 +386,9 @@ class ProjectRunner:
         for c in observed:
             if not c.oneoff:
                 run.set(c.service, c.number, (c.name, c.id))
-        if not plan.generations:
+        if all(a.kind == "keep" for g in plan.generations for a in g):
+            for action in (a for g in plan.generations for a in g):  # nothing to do: no threads, no anyio
+                self._keep(action, run)
             return
         import anyio
 
@@ -390,7 +397,8 @@ class ProjectRunner:
     async def _generations(self, plan: Plan, run: _Run) -> None:
         import anyio
 
-        limiter = anyio.CapacityLimiter(self.parallel if self.parallel and self.parallel > 0 else 1 << 16)
+        limit = self.parallel if self.parallel and self.parallel > 0 else ENGINE_THREADS
+        limiter = anyio.CapacityLimiter(min(limit, ENGINE_THREADS))
         for generation in plan.generations:
             by_service: dict[str, list[Action]] = {}
             for action in generation:
@@ -590,11 +598,16 @@ def service_hash(loaded: LoadedProject, name: str) -> str:
     return service_config_hash(loaded.data["services"][name])
 
 
-def image_facts(engine: Any, project: Project, service: Service) -> ImageFacts:
-    """The image a service's containers run: its id and the Entrypoint/Cmd argv is resolved against."""
+def image_facts(
+    engine: Any, project: Project, service: Service, known: Mapping[str, ImageFacts] | None = None
+) -> ImageFacts:
+    """The image a service's containers run: its id and the Entrypoint/Cmd argv is resolved against
+    (`known`: facts already looked up, by reference)."""
     from compose.build import image_name
 
     reference = image_name(project.name, service)
+    if known and reference in known:
+        return known[reference]
     image = engine.inspect_image(reference)
     config = (image.config or {}).get("config") or {}
     entrypoint, cmd = config.get("Entrypoint"), config.get("Cmd")
