@@ -57,25 +57,28 @@ def run_attached(
     if record["state"] in ("running", "paused", "restarting"):
         raise ContainerConflict("the container is already running", subject=record["name"])
     spec = manager.spec_of(record)
-    group, network = _prepare(manager, spec)
-    try:
-        pid, master = _spawn(manager, spec, stdio, tty, group, network)
-    except BaseException:
-        _release(manager, spec.id, group)
-        raise
-    records.record_started(manager.db, spec.id, pid, _now())
-    code = None
-    try:
-        with _proxied_signals(pid, sig_proxy):
-            code = _relay(pid, master, stdio) if master is not None else spawn.wait(pid)
-    finally:
-        if code is None:  # interrupted before the exit: the container keeps running, its row says so
-            if master is not None:
-                os.close(master)
-        else:
-            oom = _quiet_oom(group)
-            records.record_exited(manager.db, spec.id, code, oom, _now())
+    proxy = _SignalProxy() if sig_proxy else None
+    with proxy or contextlib.nullcontext():  # installed first: a signal during the start is not lost
+        group, network = _prepare(manager, spec)
+        try:
+            pid, master = _spawn(manager, spec, stdio, tty, group, network)
+        except BaseException:
             _release(manager, spec.id, group)
+            raise
+        records.record_started(manager.db, spec.id, pid, _now())
+        if proxy is not None:
+            proxy.attach(pid)
+        code = None
+        try:
+            code = _relay(pid, master, stdio) if master is not None else spawn.wait(pid)
+        finally:
+            if code is None:  # interrupted before the exit: the container keeps running, its row says so
+                if master is not None:
+                    os.close(master)
+            else:
+                oom = _quiet_oom(group)
+                records.record_exited(manager.db, spec.id, code, oom, _now())
+                _release(manager, spec.id, group)
     return code
 
 
@@ -110,7 +113,9 @@ def _spawn(manager: Any, spec: Any, stdio: spawn.Stdio, tty: bool, group: Cgroup
 
     volumes = volume_sources(manager.volumes, spec)
     if tty:
-        return spawn.start_with_tty(spec, manager.root, volumes=volumes, cgroup=group, network=network)
+        pid, master = spawn.start_with_tty(spec, manager.root, volumes=volumes, cgroup=group, network=network)
+        _copy_size(stdio[1], master)  # at once: the command may ask for its size as soon as it runs
+        return pid, master
     return spawn.start(spec, manager.root, stdio=stdio, volumes=volumes, cgroup=group, network=network), None
 
 
@@ -140,27 +145,42 @@ def _now() -> str:
     return now_rfc3339()
 
 
-@contextlib.contextmanager
-def _proxied_signals(pid: int, enabled: bool) -> Iterator[None]:
-    """Forward the caller's signals to the container's PID 1 while it runs; a second SIGINT kills it."""
-    if not enabled:
-        yield
-        return
-    interrupts = 0
+class _SignalProxy:
+    """Forward the caller's signals to the container's PID 1 while it runs; a second SIGINT kills it.
+    Signals that arrive before the container has a pid are kept and sent once it has one."""
 
-    def forward(number: int, _frame: object) -> None:
-        nonlocal interrupts
-        if number == signal.SIGINT:
-            interrupts += 1
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL if interrupts > 1 else number)
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.pending: list[int] = []
+        self.interrupts = 0
+        self.previous: dict[int, Any] = {}
 
-    previous = {number: signal.signal(number, forward) for number in PROXIED}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
+    def __enter__(self) -> _SignalProxy:
+        self.previous = {number: signal.signal(number, self._on_signal) for number in PROXIED}
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for number, handler in self.previous.items():
             signal.signal(number, handler)
+
+    def attach(self, pid: int) -> None:
+        self.pid = pid
+        pending, self.pending = self.pending, []
+        for number in pending:
+            self._send(number)
+
+    def _on_signal(self, number: int, _frame: object) -> None:
+        if number == signal.SIGINT:
+            self.interrupts += 1
+        if self.pid is None:
+            self.pending.append(number)
+        else:
+            self._send(number)
+
+    def _send(self, number: int) -> None:
+        assert self.pid is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL if self.interrupts > 1 else number)
 
 
 # -- tty relay ------------------------------------------------------------------------------------------
@@ -304,7 +324,7 @@ def exec_with_tty(
     is done our slave is closed, the master reads EIO and the relay ends."""
     import threading
 
-    master, slave = os.openpty()
+    master, slave = _container_pty(manager, ref)
     stdin, stdout = stdio[0], stdio[1]
     _copy_size(stdout, master)
     saved = _raw(stdin)
@@ -323,3 +343,40 @@ def exec_with_tty(
 def _quiet_pump(stdin: int, stdout: int, master: int) -> None:
     with contextlib.suppress(OSError, ValueError):
         _pump(stdin, stdout, master)
+
+
+DEVPTS_MAGIC = 0x1CD1
+TIOCSPTLCK = 0x40045431
+TIOCGPTPEER = 0x5441
+
+
+def _container_pty(manager: Any, ref: str) -> tuple[int, int]:
+    """(master, slave) from the container's own devpts instance, so the command's `tty` names a
+    /dev/pts/N that exists inside the container (a host pty would read "not a tty" there): the
+    container's ptmx opened through /proc/<pid>/root, checked to be a devpts ptmx, the slave taken
+    with TIOCGPTPEER (no path lookup). A host pty when that is not possible."""
+    pid = manager._checked_pid(manager._require_running(ref))
+    try:
+        master = os.open(f"/proc/{pid}/root/dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return os.openpty()
+    try:
+        if os.major(os.fstat(master).st_rdev) != 5 or _fs_magic(master) != DEVPTS_MAGIC:
+            raise OSError(errno.EINVAL, "not a devpts ptmx")
+        fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+        slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        os.close(master)
+        return os.openpty()
+    return master, slave
+
+
+def _fs_magic(fd: int) -> int:
+    """f_type of the filesystem holding `fd` (fstatfs), through libc."""
+    import ctypes
+
+    buffer = ctypes.create_string_buffer(120)  # struct statfs; f_type is its first word
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.fstatfs(fd, buffer) != 0:
+        raise OSError(ctypes.get_errno(), "fstatfs")
+    return struct.unpack_from("l", buffer)[0]

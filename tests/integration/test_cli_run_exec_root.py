@@ -358,3 +358,127 @@ def test_attached_one_off_record_is_consistent(project: Project) -> None:
 
 def cgroups_exist(parent: str, cid: str) -> bool:
     return Path(f"/sys/fs/cgroup/{parent}/{cid}").exists()
+
+
+# -- terminals and signals ------------------------------------------------------------------------------
+
+
+class Terminal:
+    """The CLI on a pseudo-terminal of 40 rows x 100 columns (its stdin, stdout and stderr)."""
+
+    def __init__(self, project: Project, *args: str) -> None:
+        import fcntl
+        import struct
+        import termios
+
+        self.master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+        self.proc = subprocess.Popen(
+            [*project.argv(), *args],
+            stdin=slave, stdout=slave, stderr=slave, cwd=project.directory, env=project.env(),
+            start_new_session=True,
+        )  # fmt: skip
+        os.close(slave)
+        self.output = b""
+
+    def read_until(self, text: bytes, timeout: float = 30.0) -> None:
+        import select
+
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            assert time.monotonic() < deadline, self.output
+            ready, _, _ = select.select([self.master], [], [], 0.2)
+            if ready:
+                with contextlib.suppress(OSError):
+                    self.output += os.read(self.master, 65536)
+
+    def write(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def finish(self, timeout: float = 60.0) -> int:
+        """Wait for the CLI, reading what is left; its exit code."""
+        import select
+
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None:
+            assert time.monotonic() < deadline, self.output
+            ready, _, _ = select.select([self.master], [], [], 0.2)
+            if ready:
+                try:
+                    self.output += os.read(self.master, 65536)
+                except OSError:
+                    time.sleep(0.05)
+        return self.proc.returncode
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.master)
+
+
+@pytest.fixture
+def terminal(project: Project) -> Iterator[list[Terminal]]:
+    opened: list[Terminal] = []
+    try:
+        yield opened
+    finally:
+        for term in opened:
+            term.close()
+
+
+def test_run_on_a_terminal_gets_a_tty_sized_like_ours(project: Project, terminal: list[Terminal]) -> None:
+    term = Terminal(
+        project,
+        "run",
+        "--rm",
+        "--no-deps",
+        "app",
+        "sh",
+        "-c",
+        "tty; sleep 0.3; stty size; read x; echo got:$x; exit 6",
+    )
+    terminal.append(term)
+    term.read_until(b"40 100")
+    term.write(b"hello\r")
+    assert term.finish() == 6, term.output
+    assert b"/dev/pts/0" in term.output
+    assert b"got:hello" in term.output
+    assert project.containers() == []
+
+
+def test_ctrl_c_reaches_the_tty_one_off_and_rm_removes_it(project: Project, terminal: list[Terminal]) -> None:
+    script = "trap 'echo caught; exit 42' INT; echo ready; while :; do sleep 0.1; done"
+    term = Terminal(project, "run", "--rm", "--no-deps", "app", "sh", "-c", script)
+    terminal.append(term)
+    term.read_until(b"ready")
+    term.write(b"\x03")  # raw mode: the byte travels to the container's pty, whose line discipline signals
+    assert term.finish() == 42, term.output
+    assert b"caught" in term.output
+    assert project.containers() == []
+
+
+def test_sigint_is_proxied_without_a_tty(project: Project) -> None:
+    script = "trap 'exit 43' INT; echo ready; while :; do sleep 0.1; done"
+    proc = subprocess.Popen(
+        [*project.argv(), "run", "--rm", "--no-deps", "-T", "app", "sh", "-c", script],
+        cwd=project.directory, env=project.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"ready\n"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 43
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert project.containers() == []
+
+
+def test_exec_on_a_terminal_gets_a_tty(project: Project, terminal: list[Terminal]) -> None:
+    assert project.cli("run", "--rm", "-T", "app", "true").returncode == 0  # db up
+    term = Terminal(project, "exec", "db", "sh", "-c", "tty && stty size; exit 2")
+    terminal.append(term)
+    assert term.finish() == 2, term.output
+    assert b"/dev/pts/" in term.output and b"40 100" in term.output
