@@ -38,16 +38,15 @@ def short_name(container_name: str, project: str) -> str:
 
 
 def use_color(stream: TextIO, *, no_color: bool = False, ansi: str = "auto", environ=None) -> bool:  # type: ignore[no-untyped-def]
-    """Colour unless --no-color, --ansi never or NO_COLOR; --ansi always forces it; auto asks isatty."""
+    """Colour unless --no-color, --ansi never or a non-empty NO_COLOR (which wins even over --ansi always,
+    as in docker compose and compose.cli.progress.resolve); --ansi always forces it; auto asks isatty."""
     import os
 
     env = os.environ if environ is None else environ
-    if no_color or ansi == "never":
+    if no_color or ansi == "never" or env.get("NO_COLOR"):
         return False
     if ansi == "always":
         return True
-    if env.get("NO_COLOR"):
-        return False
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError):

@@ -87,7 +87,8 @@ def test_use_color_rules() -> None:
     assert use_color(tty, environ={"NO_COLOR": "1"}) is False
     assert use_color(tty, no_color=True, environ={}) is False
     assert use_color(io.StringIO(), environ={}) is False
-    assert use_color(io.StringIO(), ansi="always", environ={"NO_COLOR": "1"}) is True
+    assert use_color(io.StringIO(), ansi="always", environ={}) is True
+    assert use_color(io.StringIO(), ansi="always", environ={"NO_COLOR": "1"}) is False  # NO_COLOR wins
     assert use_color(tty, ansi="never", environ={}) is False
 
 

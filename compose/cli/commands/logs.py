@@ -99,7 +99,7 @@ def parse_instant(text: str | None, now: float | None = None) -> float | str | N
 
 def with_index(records: Sequence[dict[str, Any]], index: int) -> list[dict[str, Any]]:
     """Only replica number `index` (0: all), as --index."""
-    from compose.cli.commands.ps import container_number
+    from compose.run.observe import container_number
 
     return [r for r in records if not index or container_number(r) == index]
 

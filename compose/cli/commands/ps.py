@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from compose.labels import CONFIG_FILES, CONTAINER_NUMBER, PROJECT, SERVICE
+from compose.labels import CONFIG_FILES, PROJECT, SERVICE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -106,24 +106,11 @@ def find_containers(
     all: bool = True,
     oneoff: bool | None = False,
 ) -> list[dict[str, Any]]:
-    """The project's containers by label (of `services` if given), sorted by name.
+    """The project's containers by label (compose/run/observe.py), sorted by name as docker compose lists."""
+    from compose.run.observe import project_containers
 
-    Stands in for compose.run.observe.project_containers until that lands."""
-    from compose.labels import project_filter
-
-    found = engine.list_containers(all=all, labels=project_filter(project, oneoff=oneoff))
-    chosen = [r for r in found if not services or r["labels"].get(SERVICE) in services]
-    return sorted(chosen, key=lambda r: r["name"])
-
-
-def container_number(record: dict[str, Any]) -> int:
-    try:
-        return int(record["labels"].get(CONTAINER_NUMBER, "0"))
-    except ValueError:
-        return 0
-
-
-# -- ps: the summary of one container (pure given its inspect document) ---------------------------------
+    found = project_containers(engine, project, services=services, all=all, oneoff=oneoff)
+    return sorted(found, key=lambda r: r["name"])
 
 
 def summary(record: dict[str, Any], document: dict[str, Any]) -> dict[str, Any]:
@@ -396,12 +383,15 @@ def format_ps(items: Sequence[dict[str, Any]], template: str, *, trunc: bool = T
 
 
 def project_names(engine: Any, *, all: bool) -> dict[str, list[dict[str, Any]]]:
-    """Every project with containers under this state root (running ones only unless `all`).
+    """Every project with containers under this state root (compose/run/observe.py); without `all`
+    only running containers count, and projects with none are left out (docker compose ls)."""
+    from compose.run import observe
 
-    Stands in for compose.run.observe.project_names until that lands."""
-    projects: dict[str, list[dict[str, Any]]] = {}
-    for record in engine.list_containers(all=all, labels={PROJECT: None}):
-        projects.setdefault(record["labels"][PROJECT], []).append(record)
+    projects = {}
+    for name, records in observe.project_names(engine).items():
+        kept = records if all else [r for r in records if r["state"] == "running"]
+        if kept:
+            projects[name] = kept
     return projects
 
 
