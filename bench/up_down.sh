@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# `up -d` / `down` of a 20-service stack, and scaling one service to 50 (and 100) and back (issue 7:
+# targets 20-service up -d < 0.6 s, down < 0.5 s, 50 replicas up < 2 s, down < 1 s).
+# Usage: bash bench/up_down.sh [RUNS]     (root: real containers, in a temp state root)
+# Each service is `sh -c 'trap "exit 0" TERM; sleep 1000 & wait'` on the busybox test image, on the
+# project's default network. Figures are wall time of the whole CLI process (/usr/bin/time: elapsed and
+# max RSS). PROFILE=1 also writes a cProfile of one `up -d` and one `down` (top entries printed).
+# Everything (containers, networks, supervisor, temp dir) is removed on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-3}
+repo=$(pwd)
+work=$(mktemp -d /var/tmp/pyc-bench-up.XXXXXX)
+export PYCOMPOSE_ROOT="$work/root" PYTHONPATH="$repo"
+export PYCOMPOSE_CGROUP_PARENT="pyc-bench-$$"
+unset PYTHONDONTWRITEBYTECODE  # measure what users run: with cached bytecode
+py="$repo/.venv/bin/python"
+cli() { (cd "$work/proj" && "$py" -m compose.cli.main --progress quiet "$@"); }
+cleanup() {
+    cli down -t 1 >/dev/null 2>&1 || true
+    "$py" - <<'PY' || true
+import os
+from contextlib import suppress
+from engine.api import Engine
+from engine.containers import cgroups
+from engine.errors import EngineError
+from engine.supervise import client
+with Engine.open(os.environ["PYCOMPOSE_ROOT"]) as engine:
+    for record in engine.list_containers(all=True):
+        with suppress(EngineError):
+            engine.remove_container(record["id"], force=True, volumes=True)
+    with suppress(EngineError):
+        client.shutdown(engine.root, timeout=10)
+    for network in engine.list_networks():
+        with suppress(EngineError):
+            engine.remove_network(network.id)
+cgroups.remove_parent(os.environ["PYCOMPOSE_CGROUP_PARENT"])
+PY
+    [ -n "${KEEP:-}" ] || rm -rf "$work"
+}
+trap cleanup EXIT
+
+mkdir -p "$work/proj"
+{
+    echo "name: pycbench"
+    echo "services:"
+    for i in $(seq -w 1 20); do
+        echo "  svc$i:"
+        echo "    image: pyc-test/busybox:1"
+        echo "    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 1000 & wait\"]"
+        echo "    stop_grace_period: 2s"
+    done
+} >"$work/proj/compose.yaml"
+
+"$py" - <<'PY'
+import io, os, sys
+sys.path.insert(0, "tests/integration")
+from rootfs_fixture import busybox_tar
+from engine.api import Engine
+with Engine.open(os.environ["PYCOMPOSE_ROOT"]) as engine:
+    engine.import_image(io.BytesIO(busybox_tar()), "pyc-test/busybox:1")
+PY
+
+# one step: elapsed seconds and max RSS (MB) of the CLI process
+timed() {
+    /usr/bin/time -o "$work/time" -f "%e %M" "$py" -m compose.cli.main --progress quiet "$@" >/dev/null 2>"$work/err" || {
+        echo "FAILED: $*" >&2; cat "$work/err" >&2
+        return 1
+    }
+    awk '{printf "%.2f s (%d MB)", $1, $2 / 1024}' "$work/time"
+}
+step() { (cd "$work/proj" && timed "$@"); }
+running() { "$py" -c 'import os; from engine.api import Engine; e = Engine.open(os.environ["PYCOMPOSE_ROOT"]); print(len(e.list_containers()))'; }
+
+echo "| run | up -d (20) | up -d again | down | up --scale svc01=50 | back to 1 | --scale 100 | down (119) |"
+echo "|---|---|---|---|---|---|---|---|"
+for i in $(seq "$runs"); do
+    up=$(step up -d)
+    [ "$(running)" = 20 ] || { echo "expected 20 running" >&2; exit 1; }
+    again=$(step up -d)
+    down=$(step down)
+    cli up -d >/dev/null 2>&1
+    s50=$(step up -d --scale svc01=50)
+    [ "$(running)" = 69 ] || { echo "expected 69 running" >&2; exit 1; }
+    s1=$(step up -d --scale svc01=1)
+    s100=$(step up -d --scale svc01=100)
+    [ "$(running)" = 119 ] || { echo "expected 119 running" >&2; exit 1; }
+    down2=$(step down)
+    [ "$(running)" = 0 ] || { echo "expected nothing running" >&2; exit 1; }
+    echo "| $i | $up | $again | $down | $s50 | $s1 | $s100 | $down2 |"
+done
+
+if [ "${PROFILE:-0}" = 1 ]; then
+    for what in "up -d" "down"; do
+        (cd "$work/proj" && "$py" -m cProfile -o "$work/prof" -m compose.cli.main --progress quiet $what >/dev/null 2>&1)
+        echo "--- cProfile: $what (cumulative, top 25)"
+        "$py" -c "import pstats, sys; pstats.Stats(sys.argv[1]).sort_stats('cumulative').print_stats(25)" "$work/prof" |
+            grep -E '^ +[0-9]' | head -25
+    done
+    (cd "$work/proj" && "$py" -X importtime -m compose.cli.main --progress quiet down >/dev/null 2>"$work/imports") || true
+    echo "--- slowest imports (cumulative us) of down"
+    sort -t'|' -k2 -n -r "$work/imports" | head -8
+fi
