@@ -2,8 +2,7 @@
 
 Each handler loads the project, builds what must be built (in this process, before any worker thread
 exists: the builder forks), then hands over to compose/run's ProjectRunner with an Events renderer.
-Attached `up` (without -d) calls `attached_up(runner, containers, args, context)` from
-compose/cli/commands/logs.py when that module provides it; until then it behaves like `up -d`.
+Attached `up` (without -d) hands over to compose/cli/attached.py (`attached_up`): logs, Ctrl-C, exit codes.
 """
 
 from __future__ import annotations
@@ -219,9 +218,9 @@ def make_events(args, context) -> Events:  # type: ignore[no-untyped-def]
 
 
 def _attached_hook():  # type: ignore[no-untyped-def]
-    from compose.cli.commands import logs
+    from compose.cli import attached
 
-    return getattr(logs, "attached_up", None)
+    return attached.attached_up
 
 
 # -- dry run ----------------------------------------------------------------------------------------------
