@@ -1,6 +1,7 @@
 #!/bin/sh
 # First start: create the database and user from MARIADB_* variables, like the official image does.
 set -eu
+mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld /var/lib/mysql
 if [ ! -d /var/lib/mysql/mysql ]; then
     mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
     mariadbd --user=mysql --skip-networking --socket=/run/mysqld/init.sock &
@@ -15,5 +16,4 @@ FLUSH PRIVILEGES;
 SQL
     kill "$pid"; wait "$pid" || true
 fi
-mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
 exec "$@"
