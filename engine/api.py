@@ -253,13 +253,21 @@ class Engine:
     # -- attached one-offs, attach and cp (issue 7: run, exec, cp, attach) ------------------------------
 
     def run_container_attached(
-        self, ref: str, *, stdio: tuple[int, int, int] = (0, 1, 2), tty: bool = False, sig_proxy: bool = True
+        self,
+        ref: str,
+        *,
+        stdio: tuple[int, int, int] = (0, 1, 2),
+        tty: bool = False,
+        sig_proxy: bool = True,
+        remove: bool = False,
     ) -> int:
-        """Start a created container as this process's child on `stdio` (a relayed pty with `tty`), wait,
-        record and return its exit code (engine/containers/attach: why not through the supervisor)."""
+        """Start a created container on `stdio` (a relayed pty with `tty`) under a waiter process of ours,
+        not the supervisor; its exit code; `remove` deletes it after (engine/containers/attach: why)."""
         from engine.containers import attach
 
-        return attach.run_attached(self.containers, ref, stdio=stdio, tty=tty, sig_proxy=sig_proxy)
+        return attach.run_attached(
+            self.containers, ref, stdio=stdio, tty=tty, sig_proxy=sig_proxy, remove=remove
+        )
 
     def exec_container_tty(self, ref: str, args: Sequence[str], **options) -> int:
         """`exec -t`: like exec_container, the command on a new pty relayed to `stdio` (raw mode)."""

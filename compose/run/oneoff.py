@@ -7,12 +7,13 @@ the name `<project>-<service>-run-<slug>` unless --name. Its dependencies are st
 --no-deps: through ProjectRunner.up when it is implemented, until then directly (networks, volumes, one
 container per dependency, its depends_on condition awaited).
 
-Attached, the engine starts it as the CLI's own child (engine.api run_container_attached: the terminal is
-its stdio); detached (-d), the supervisor starts it like any container. Everything goes through engine.api.
+Attached, the engine starts it under a waiter process of the CLI (engine.api run_container_attached: the
+terminal is its stdio); detached (-d), the supervisor starts it like any container. All through engine.api.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shlex
@@ -251,10 +252,13 @@ def run_oneoff(
             _remove_quietly(engine, record["id"])
             raise
     try:
-        code = engine.run_container_attached(record["id"], stdio=stdio, tty=request.tty)
-    finally:
-        if request.remove:
+        code = engine.run_container_attached(
+            record["id"], stdio=stdio, tty=request.tty, remove=request.remove
+        )
+    except BaseException:
+        if request.remove:  # the start failed: nothing waits to remove it
             _remove_quietly(engine, record["id"])
+        raise
     return record, code
 
 
@@ -309,14 +313,15 @@ def start_dependencies(loaded: LoadedProject, engine: Any, name: str) -> None:
 
 def ensure_project_resources(loaded: LoadedProject, engine: Any) -> None:
     """The project's networks and named volumes, created when missing (external ones must exist)."""
-    from engine.errors import NetworkNotFound, VolumeNotFound
+    from engine.errors import NetworkExists, NetworkNotFound, VolumeNotFound
 
     project, ident = loaded.model, identity(loaded)
     for spec in network_specs(project, ident).values():
         try:
             engine.get_network(spec.name)
         except NetworkNotFound:
-            engine.create_network(spec)
+            with contextlib.suppress(NetworkExists):  # another CLI made it meanwhile
+                engine.create_network(spec)
     for request in volume_requests(project, ident).values():
         try:
             engine.inspect_volume(request.name)

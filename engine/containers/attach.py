@@ -1,20 +1,22 @@
-"""Attached containers: a one-off started by the calling process with its terminal, and attaching to the
+"""Attached containers: a one-off started for the calling process with its terminal, and attaching to the
 output of a container the supervisor runs.
 
-Why the caller starts an attached one-off itself (`run_attached`) instead of the supervisor: the supervisor
-gives its containers /dev/null as stdin and keeps their output for the logs, so neither a shell's stdin nor
-an interactive terminal could reach them. Here the caller's stdin/stdout/stderr ARE the container's
-(no copying), or, with a tty, the container gets a pty of its own (spawn.start_with_tty) that we relay
-to the caller's terminal in raw mode with its window size. The steps are the supervisor's: cgroup,
-networks (engine/net: namespace, veths, ports), shared volume mounts, spawn.start from this
-single-threaded process, `record_started`; then we wait for our child and record its real exit code,
-release networks and mounts and remove the cgroup.
+Why not through the supervisor (`run_attached`): the supervisor gives its containers /dev/null as stdin
+and keeps their output for the logs, so neither a shell's stdin nor an interactive terminal could reach
+them. Here the caller's stdin/stdout/stderr ARE the container's (no copying), or, with a tty, the
+container gets a pty of its own (spawn.start_with_tty) that the caller relays to its terminal in raw mode
+with its window size.
 
-Consistency if the caller dies (kill -9): the row says running with the container's pid, exactly what the
-supervisor re-adopts on its next start (readopt_orphans: pid in the cgroup -> watched by pidfd, its end
-recorded as 255; gone -> recorded at once); `rm -f` kills through the cgroup at any time. Limits: while
-the caller lives, the supervisor does not watch the container, so `stop`/`kill` from another shell reach
-it only through `rm -f` (the cgroup); its output is not in its log file.
+Who is the parent: a waiter process forked by the caller (its own session, so the terminal's Ctrl-C
+does not reach it) does the supervisor's steps — cgroup, networks (engine/net: namespace, veths, ports),
+shared volume mounts, spawn.start (single-threaded), `record_started` — sends the pid (and the pty
+master) back over a socketpair, waits for the container, records its real exit code, releases networks
+and mounts, removes the cgroup (and the container with `remove`), and exits with the container's code,
+which the caller passes on. So the row stays consistent even when the caller is killed (kill -9): the
+waiter still records the end and cleans up. If the waiter itself is killed, the row says running with the
+container's pid, which the supervisor re-adopts on its next start (readopt_orphans); `rm -f` kills through
+the cgroup at any time. Limits: the supervisor does not watch the container, so `stop`/`kill` from
+another shell reach it only through `rm -f`; its output is not in its log file.
 
 Signals (docker's --sig-proxy): SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1/2 received by the caller are
 sent to the container's PID 1; a second SIGINT kills it (a PID 1 without a handler ignores SIGINT).
@@ -25,9 +27,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import selectors
 import signal
+import socket
 import struct
 import termios
 import time
@@ -50,35 +54,84 @@ def run_attached(
     stdio: spawn.Stdio = (0, 1, 2),
     tty: bool = False,
     sig_proxy: bool = True,
+    remove: bool = False,
 ) -> int:
-    """Start the created container `ref` as our own child wired to `stdio` (or a relayed pty with `tty`);
-    wait for it and return its exit code (128+n when killed by signal n)."""
+    """Start the created container `ref` wired to `stdio` (or a relayed pty with `tty`) under a waiter
+    process; return its exit code (128+n when killed by signal n). `remove` deletes it afterwards."""
     record = manager.get(ref)
     if record["state"] in ("running", "paused", "restarting"):
         raise ContainerConflict("the container is already running", subject=record["name"])
-    spec = manager.spec_of(record)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     proxy = _SignalProxy() if sig_proxy else None
     with proxy or contextlib.nullcontext():  # installed first: a signal during the start is not lost
-        group, network = _prepare(manager, spec)
-        try:
-            pid, master = _spawn(manager, spec, stdio, tty, group, network)
-        except BaseException:
-            _release(manager, spec.id, group)
-            raise
-        records.record_started(manager.db, spec.id, pid, _now())
+        waiter = os.fork()
+        if waiter == 0:  # pragma: no cover - the waiter reports through the socket and its exit status
+            ours.close()
+            _waiter_main(manager.root.path, record["id"], stdio, tty, remove, theirs)
+        theirs.close()
+        with ours:
+            pid, master = _started(ours, waiter, record["name"])
         if proxy is not None:
             proxy.attach(pid)
-        code = None
-        try:
-            code = _relay(pid, master, stdio) if master is not None else spawn.wait(pid)
-        finally:
-            if code is None:  # interrupted before the exit: the container keeps running, its row says so
-                if master is not None:
-                    os.close(master)
-            else:
-                oom = _quiet_oom(group)
-                records.record_exited(manager.db, spec.id, code, oom, _now())
-                _release(manager, spec.id, group)
+        if master is not None:
+            _relay(master, stdio)
+        return spawn.wait(waiter)
+
+
+def _started(sock: socket.socket, waiter: int, subject: str) -> tuple[int, int | None]:
+    """The waiter's first message: the container's pid (and pty master), or the error of the start."""
+    message, fds, _, _ = socket.recv_fds(sock, 65536, 1)
+    body = json.loads(message) if message else {"message": "the waiter died before the start"}
+    if "pid" in body:
+        return int(body["pid"]), (fds[0] if fds else None)
+    for fd in fds:
+        os.close(fd)
+    spawn.wait(waiter)
+    raise spawn._error_from(json.dumps(body).encode(), subject)
+
+
+def _waiter_main(
+    root_path: Any, cid: str, stdio: spawn.Stdio, tty: bool, remove: bool, sock: socket.socket
+) -> None:
+    """The container's parent: start, report, wait, record, clean up; exits with the container's code."""
+    status = spawn.CHILD_FAILED
+    try:
+        os.setsid()
+        from engine.containers.manager import ContainerManager
+        from engine.state.root import StateRoot
+
+        manager = ContainerManager(StateRoot.open(root_path))  # never the caller's database connection
+        status = _wait_for_container(manager, cid, stdio, tty, remove, sock)
+    except BaseException as exc:
+        with contextlib.suppress(BaseException):
+            sock.send(spawn._encode_error(exc)[:60000])
+    os._exit(status & 0xFF)
+
+
+def _wait_for_container(
+    manager: Any, cid: str, stdio: spawn.Stdio, tty: bool, remove: bool, sock: socket.socket
+) -> int:
+    spec = manager.spec_of(manager.get(cid))
+    group, network = _prepare(manager, spec)
+    try:
+        pid, master = _spawn(manager, spec, stdio, tty, group, network)
+        records.record_started(manager.db, spec.id, pid, _now())
+    except BaseException:
+        _release(manager, spec.id, group)
+        raise
+    for number in PROXIED:  # the caller forwards signals; ours must not end the waiter
+        signal.signal(number, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        socket.send_fds(sock, [json.dumps({"pid": pid}).encode()], [master] if master is not None else [])
+    sock.close()
+    if master is not None:
+        os.close(master)  # the caller holds it; when it is gone the container's terminal hangs up
+    code = spawn.wait(pid)
+    records.record_exited(manager.db, spec.id, code, _quiet_oom(group), _now())
+    _release(manager, spec.id, group)
+    if remove:
+        with contextlib.suppress(EngineError):
+            manager.remove(spec.id, force=True, volumes=True)
     return code
 
 
@@ -186,7 +239,7 @@ class _SignalProxy:
 # -- tty relay ------------------------------------------------------------------------------------------
 
 
-def _relay(pid: int, master: int, stdio: spawn.Stdio) -> int:
+def _relay(master: int, stdio: spawn.Stdio) -> None:
     """Copy stdin -> pty and pty -> stdout until the container's side closes; the caller's terminal is
     raw meanwhile (keys such as Ctrl-C reach the container's line discipline) and sized like ours."""
     stdin, stdout = stdio[0], stdio[1]
@@ -200,7 +253,6 @@ def _relay(pid: int, master: int, stdio: spawn.Stdio) -> int:
         if saved is not None:
             termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
         os.close(master)
-    return spawn.wait(pid)
 
 
 def _raw(fd: int) -> list[Any] | None:

@@ -482,3 +482,34 @@ def test_exec_on_a_terminal_gets_a_tty(project: Project, terminal: list[Terminal
     terminal.append(term)
     assert term.finish() == 2, term.output
     assert b"/dev/pts/" in term.output and b"40 100" in term.output
+
+
+def test_kill_9_of_the_cli_leaves_a_consistent_record(project: Project) -> None:
+    """The waiter outlives the CLI: the container's end is recorded with its code; --rm still removes."""
+    argv = project.argv()
+    kept = subprocess.Popen(
+        [*argv, "run", "--no-deps", "-T", "app", "sh", "-c", "sleep 4; exit 21"],
+        cwd=project.directory, env=project.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    removed = subprocess.Popen(
+        [*argv, "run", "--rm", "--no-deps", "-T", "app", "sh", "-c", "sleep 4; exit 22"],
+        cwd=project.directory, env=project.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        running = lambda: [r for r in project.containers() if r["state"] == "running"]  # noqa: E731
+        wait_for(lambda: len(running()) == 2 or kept.poll() is not None)
+        assert len(running()) == 2, kept.stderr.read() if kept.stderr else ""
+        kept.kill()
+        removed.kill()
+        kept.wait()
+        removed.wait()
+        # the --rm one is gone, the other recorded with its own code
+        wait_for(lambda: len(project.containers()) == 1)
+        (row,) = project.containers()
+        assert (row["state"], row["exit_code"], row["pid"]) == ("exited", 21, None)
+        assert not cgroups_exist(project.parent, row["id"])
+    finally:
+        for proc in (kept, removed):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
