@@ -2,7 +2,7 @@
 cgroup parent) against real busybox containers.
 
 run: --rm passes the exit code through and leaves no container, dependencies are started first (and not
-with --no-deps), -d prints the name and leaves the one-off running with Compose's one-off labels,
+with --no-deps), -d prints the id and leaves the one-off running with Compose's one-off labels,
 -e/-w/-u/--entrypoint reach the process; stdin reaches an attached one-off. exec: exit code and
 environment. cp: a file and a directory both ways, into and out of a running and a stopped container.
 attach: a container's output from then on, and its exit code.
@@ -225,9 +225,9 @@ def test_run_detached_keeps_a_labelled_one_off_running(project: Project) -> None
         "run", "-d", "--no-deps", "--name", "pyct-oneoff-" + project.name[4:], "app", "sleep", "60"
     )
     assert result.returncode == 0, result.stderr
-    name = result.stdout.strip()
-    assert name == "pyct-oneoff-" + project.name[4:]
+    name = "pyct-oneoff-" + project.name[4:]
     record = project.engine.get_container(name)
+    assert result.stdout == record["id"] + "\n"  # docker compose prints the id
     assert record["state"] == "running"
     labels = record["labels"]
     assert labels["com.docker.compose.oneoff"] == "True"

@@ -30,7 +30,7 @@ def _add_run(subparsers) -> None:  # type: ignore[no-untyped-def]
     run = subparsers.add_parser("run", help="run a one-off command on a service")
     run.add_argument("service", metavar="SERVICE")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND")
-    run.add_argument("-d", "--detach", action="store_true", help="run in the background, print its name")
+    run.add_argument("-d", "--detach", action="store_true", help="run in the background, print its id")
     run.add_argument("--rm", action="store_true", help="remove the container when it exits")
     run.add_argument("-e", "--env", action="append", default=[], help="set an environment variable")
     run.add_argument("-l", "--label", action="append", default=[], help="add or override a label")
@@ -167,8 +167,8 @@ def _run(args, context) -> int:  # type: ignore[no-untyped-def]
         finally:
             if null is not None:
                 os.close(null)
-    if code is None:
-        context.stdout.write(f"{record['name']}\n")
+    if code is None:  # docker compose run -d prints the container's id
+        context.stdout.write(f"{record['id']}\n")
         return 0
     return code
 
