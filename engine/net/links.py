@@ -401,6 +401,20 @@ def detach(host_veth: str) -> None:
 
 
 @_off_loop
+def detach_many(host_veths: Sequence[str]) -> list[str]:
+    """Delete several host-side veths through one netlink socket; missing ones are fine. Returns the
+    names that could not be deleted (each failure is independent: the rest still go)."""
+    failed: list[str] = []
+    with _iproute() as ipr:
+        for name in host_veths:
+            try:
+                _delete_by_name(ipr, name)
+            except (OSError, _pyroute2().NetlinkError):
+                failed.append(name)
+    return failed
+
+
+@_off_loop
 def link_names(prefix: str) -> list[str]:
     """Names of host links starting with `prefix` (sweeping what a crash left)."""
     with _iproute() as ipr:

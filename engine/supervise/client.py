@@ -13,7 +13,10 @@ answers root or the state root's owner only.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
+import os
 import socket
 import time
 from pathlib import Path
@@ -22,11 +25,12 @@ from typing import Any
 from engine import errors
 from engine.state.root import StateRoot
 from engine.supervise import keeper
-from engine.supervise.daemon import SOCKET_NAME, _error_from
+from engine.supervise.daemon import SOCKET_NAME, SUPERVISOR_LOCK, _error_from
 from engine.supervise.keeper import LOG_NAME
 
 START_TIMEOUT = 10.0
 REQUEST_TIMEOUT = 120.0
+CONNECT_RETRY = 5.0  # a full accept queue or a daemon about to listen: how long to keep trying
 
 
 def socket_path(root: StateRoot) -> Path:
@@ -127,10 +131,44 @@ def shutdown(root: StateRoot, timeout: float = 15.0) -> None:
     lock.release()
 
 
+def _daemon_alive(root: StateRoot) -> bool:
+    """The daemon holds locks/supervisor.lock while it lives (the kernel drops a flock at death)."""
+    try:
+        fd = os.open(root.path / "locks" / SUPERVISOR_LOCK, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # also drops the shared lock, if we got it
+    return False
+
+
+def _connect(root: StateRoot, sock: socket.socket) -> None:
+    """Connect, retrying while the accept queue is full (EAGAIN: many parallel starts) and while a
+    refusal comes from a living daemon that is between its bind and its listen (ECONNREFUSED)."""
+    deadline = time.monotonic() + CONNECT_RETRY
+    pause = 0.002
+    while True:
+        try:
+            sock.connect(str(socket_path(root)))
+            return
+        except (BlockingIOError, ConnectionRefusedError) as exc:
+            busy = exc.errno == errno.EAGAIN or _daemon_alive(root)
+            if not busy or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
 def _call(root: StateRoot, message: dict[str, Any], timeout: float) -> dict[str, Any]:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
-        sock.connect(str(socket_path(root)))
+        _connect(root, sock)
         sock.sendall(json.dumps(message).encode() + b"\n")
         buf = b""
         while not buf.endswith(b"\n"):

@@ -25,6 +25,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,7 @@ DRAIN_TIMEOUT = 2.0  # after an exit, how long the pipes may take to reach EOF
 ACTIVE_STATES = ("running", "paused", "restarting")
 UNKNOWN_EXIT = 255  # Docker's code for a task whose exit status was lost
 OOM_EXIT = 137  # 128 + SIGKILL: the OOM killer's signal
+LISTEN_BACKLOG = 1024  # 100 parallel starts must not find the accept queue full (the kernel caps it)
 HANDOVER_POLL = 5.0  # a failed handover: how long to wait for another daemon before trying again
 
 
@@ -128,6 +130,11 @@ class Daemon:
         self.loop = asyncio.get_running_loop()
         self._networks: Any = None  # engine.net.manager.NetworkManager, made on first use (pyroute2)
         self.responder: Any = None  # engine.net.dns.Responder, while some network has a container
+        # host veths deleted in the background (see _delete_later): waiting, and the batch in the thread
+        self._veths: dict[str, str] = {}  # veth -> container id
+        self._deleting: dict[str, str] = {}
+        self._deleter: asyncio.Future[None] | None = None  # resolves once the thread has been joined
+        self._fork_waiters = 0  # forks waiting for the thread to end: no new thread starts meanwhile
 
     # -- keeper link -----------------------------------------------------------------------------
 
@@ -263,15 +270,27 @@ class Daemon:
 
     async def _receive(self, sock: socket.socket) -> dict[str, Any] | None:
         """One packet from a non-blocking SEQPACKET socket, without blocking the loop."""
+        message, fds = await self._packet(sock)
+        _close(fds)
+        return message
+
+    async def _packet(self, sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
+        """One packet and its fds from a SEQPACKET socket, awaited in the loop (made non-blocking)."""
+        sock.setblocking(False)
+        while True:
+            try:
+                return keeper.receive(sock)  # type: ignore[return-value]
+            except BlockingIOError:
+                pass
+            await self._readable(sock.fileno())
+
+    async def _readable(self, fd: int) -> None:
         ready: asyncio.Future[None] = self.loop.create_future()
-        self.loop.add_reader(sock.fileno(), lambda: ready.done() or ready.set_result(None))
+        self.loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
         try:
             await ready
         finally:
-            self.loop.remove_reader(sock.fileno())
-        message, fds = keeper.receive(sock)
-        _close(fds)
-        return message
+            self.loop.remove_reader(fd)
 
     async def _other_daemon_answers(self, within: float) -> bool:
         """Poll the socket path for a daemon other than us (it re-adopted through /proc)."""
@@ -401,12 +420,14 @@ class Daemon:
         """cgroup, networks, shared volume mounts, pipes, forked helper running spawn.start, hand the
         pipes to the keeper, record. What was joined or mounted is given back if the start fails."""
         group = self._cgroup(w.spec)
+        await self._veths_settled(w.id)
         network = await self._join_networks(w.spec)
         try:
             self._acquire_mounts(w.spec)
             reads, writes = ([], []) if w.spec.process.tty else _output_pipes()  # a tty: the pty master
             try:
-                pid, master = self._helper(w.spec, (writes[0], writes[1]) if writes else None, group, network)
+                outs = (writes[0], writes[1]) if writes else None
+                pid, master = await self._helper(w.spec, outs, group, network)
             except BaseException:
                 _close(reads)
                 raise
@@ -493,25 +514,29 @@ class Daemon:
     def _leave_networks_and_mounts(self, cid: str) -> None:
         """After an exit (or a failed start): networks released, shared mounts let go. Never raises: an
         exit must always be recorded; what is left here is swept by the next daemon start."""
+        veths: list[str] = []
         steps = [lambda: VolumeStore(self.state_root).release_mounts(cid)]
         if self._networks is not None or (self.state_root.path / "run" / "netns" / cid).exists():
-            steps.append(lambda: self.networks.release(cid))
+            steps.append(lambda: self.networks.release(cid, defer_veths=veths))
         for step in steps:
             try:
                 step()
             except Exception as exc:  # logged; the sweep repairs
                 print(f"supervisor: releasing {cid}: {exc}", file=sys.stderr, flush=True)
+        self._delete_later(cid, veths)
         if self.responder is not None:
             self.loop.create_task(self._sync_dns())
 
-    def _helper(
+    async def _helper(
         self, spec: ContainerSpec, outs: tuple[int, int] | None, group: Cgroup, network: NetworkSetup | None
     ) -> tuple[int, int | None]:
         """Fork; the child (single-threaded) starts the container and exits, so the keeper adopts it.
-        Returns the pid and, for `outs=None` (tty), the pty master the helper got from spawn."""
+        Returns the pid and, for `outs=None` (tty), the pty master the helper got from spawn. The reply
+        is awaited in the loop: other starts and stops proceed while the helper clones (~10 ms)."""
+        await self._fork_ready()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-        helper = os.fork()
+        helper = os.fork()  # no await since _fork_ready: no thread of ours runs
         if helper == 0:
             status = 0
             try:
@@ -537,18 +562,111 @@ class Daemon:
                     keeper.send(theirs, _error_body(exc))
                 status = 1
             os._exit(status)
+        self._kick_deleter()
         theirs.close()
         os.close(null)
         try:
-            reply, fds = keeper.receive(ours)
+            reply, fds = await self._packet(ours)
         finally:
             ours.close()
-            os.waitpid(helper, 0)
+            self._reap(helper)
         reply = reply or {"type": "ContainerStartError", "error": "spawn helper died"}
         if "pid" not in reply:
             _close(fds)
             raise _error_from(reply)
         return int(reply["pid"]), (fds[0] if fds else None)  # type: ignore[call-overload]
+
+    def _reap(self, pid: int) -> None:
+        """Reap a helper without blocking the loop: at once if it has exited, else when its pidfd fires."""
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+            pidfd = os.pidfd_open(pid)
+        except (ChildProcessError, ProcessLookupError):
+            return
+
+        def reaped() -> None:
+            self.loop.remove_reader(pidfd)
+            os.close(pidfd)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+        self.loop.add_reader(pidfd, reaped)
+
+    # -- fork-safety and background veth deletion ----------------------------------------------------
+    #
+    # This process forks (spawn helpers, health probes) from the loop thread and must then have no other
+    # thread: a forked copy of a lock another thread held would deadlock the child. The only threads are
+    # netlink workers: links._off_loop's, joined before the loop resumes (never alive at a fork), and
+    # the one veth deleter below. A fork waits until the deleter has been joined (`_fork_ready`), and no
+    # deleter starts while a fork waits; the fork itself follows the wait with no await in between.
+
+    async def _fork_ready(self) -> None:
+        """Return once no thread of ours runs; the caller forks before its next await."""
+        self._fork_waiters += 1
+        try:
+            while self._deleter is not None:
+                await asyncio.shield(self._deleter)
+        finally:
+            self._fork_waiters -= 1
+
+    def _delete_later(self, cid: str, veths: list[str]) -> None:
+        """Host veths of a stopped container, deleted in a thread (~25 ms of kernel time each): the stop
+        does not wait. A crash before they go leaves them to the sweep at the next daemon start."""
+        for name in veths:
+            self._veths[name] = cid
+        self._kick_deleter()
+
+    def _kick_deleter(self) -> None:
+        """Start the deleter thread on everything waiting, unless it runs or a fork waits."""
+        if self._deleter is not None or self._fork_waiters or not self._veths:
+            return
+        batch, self._veths = self._veths, {}
+        self._deleting = batch
+        done: asyncio.Future[None] = self.loop.create_future()
+        self._deleter = done
+        from engine.net import links
+
+        def work() -> None:
+            try:
+                failed = links.detach_many(list(batch))
+            except Exception as exc:  # no netlink at all: the sweep repairs
+                print(f"supervisor: deleting veths: {exc}", file=sys.stderr, flush=True)
+                failed = []
+            with contextlib.suppress(RuntimeError):  # the loop closed: the sweep repairs
+                self.loop.call_soon_threadsafe(self._deleted, thread, failed, done)
+
+        thread = threading.Thread(target=work, name="veth-deleter", daemon=True)
+        thread.start()
+
+    def _deleted(self, thread: threading.Thread, failed: list[str], done: asyncio.Future[None]) -> None:
+        thread.join()  # really gone before any fork proceeds
+        if failed:
+            print(f"supervisor: veths left for the sweep: {', '.join(failed)}", file=sys.stderr, flush=True)
+        self._deleting = {}
+        self._deleter = None
+        done.set_result(None)
+        self._kick_deleter()
+
+    async def _veths_settled(self, cid: str) -> None:
+        """Before a container joins its networks again (a restart): none of its old veths may be deleted
+        after its new ones were made under the same names."""
+        while cid in self._deleting.values() or cid in self._veths.values():
+            if cid in self._deleting.values() and self._deleter is not None:
+                await asyncio.shield(self._deleter)
+                continue
+            for name in [n for n, c in self._veths.items() if c == cid]:
+                del self._veths[name]  # not started: the attach replaces a leftover pair itself
+
+    async def _veths_deleted(self) -> None:
+        """Wait for every pending veth deletion (shutdown: leave nothing behind)."""
+        while self._veths or self._deleter is not None:
+            if self._deleter is None:
+                self._kick_deleter()
+                if self._deleter is None:
+                    await asyncio.sleep(0.01)
+                    continue
+            await asyncio.shield(self._deleter)
 
     # -- logs ------------------------------------------------------------------------------------
 
@@ -799,6 +917,7 @@ class Daemon:
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
         p = w.spec.process
+        await self._fork_ready()
         try:
             pid = spawn.exec_in(
                 w.pid, argv, p.env, p.user, p.working_dir, group_add=p.group_add,
@@ -808,6 +927,8 @@ class Daemon:
         except EngineError as exc:
             _close([out_r, out_w, null])
             return health.ProbeResult.finished(start, time.time(), -1, str(exc).encode())
+        finally:
+            self._kick_deleter()
         _close([out_w, null])
         output = bytearray()
         try:
@@ -951,6 +1072,7 @@ class Daemon:
             self._cancel(w)
             self._detach(w)
             self._settle(w)
+        await self._veths_deleted()
         if self.responder is not None:
             await self.responder.close()
             self.responder = None
@@ -985,7 +1107,7 @@ class Daemon:
             path.unlink()
         old = os.umask(0o077)
         try:
-            server = await asyncio.start_unix_server(self.serve, path=str(path))
+            server = await asyncio.start_unix_server(self.serve, path=str(path), backlog=LISTEN_BACKLOG)
         finally:
             os.umask(old)
         self.loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
