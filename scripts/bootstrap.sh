@@ -9,8 +9,8 @@ need_apt=()
 # (crun refuses this host's hybrid cgroups); getcap for the capability test; busybox-static for the test
 # container root filesystem; tini for `init: true`; hyperfine and zstd for bench/; iptables (published
 # ports, NAT), iproute2 (tests inspect links) dnsutils (dig) and iputils-ping
-# for the network tests; mmdebstrap for `image bootstrap` (Debian base images made offline).
-for pkg in python3-venv hyperfine docker-registry apache2-utils podman runc libcap2-bin zstd busybox-static tini iptables iproute2 dnsutils iputils-ping mmdebstrap; do
+# for the network tests; mmdebstrap for `image bootstrap` (Debian base images made offline); curl for scripts/main.sh.
+for pkg in python3-venv hyperfine docker-registry apache2-utils podman runc libcap2-bin zstd busybox-static tini iptables iproute2 dnsutils iputils-ping mmdebstrap curl; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then
