@@ -73,6 +73,9 @@ class LoadedProject:
     data: dict[str, Any]
     profiles: tuple[str, ...] = ()
     env_files: list[str] = field(default_factory=list)
+    disabled_services: tuple[str, ...] = ()
+    """Services of the files that inactive profiles turned off, sorted. Not in `data`, yet not orphans:
+    `up --remove-orphans` must keep their containers, as docker compose does."""
 
     @cached_property
     def model(self) -> Project:
@@ -385,7 +388,7 @@ def load_project(
     )
     env = {**env, "COMPOSE_PROJECT_NAME": name}
     data = loader.merge_files(documents, env)
-    data = _finish(
+    data, disabled = _finish(
         data,
         name=name,
         working_dir=str(working_dir),
@@ -404,6 +407,7 @@ def load_project(
         data=data,
         profiles=profiles,
         env_files=env_files,
+        disabled_services=disabled,
     )
 
 
@@ -417,8 +421,8 @@ def _finish(
     settings: LoadSettings,
     warn: Warn,
     locator: Locator,
-) -> dict[str, Any]:
-    """Stages 8-12 over the merged project."""
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Stages 8-12 over the merged project; also the services the profiles stage turned off."""
     data.setdefault("services", {})
     if settings.normalize:
         from compose.loader.normalize import normalize
@@ -433,7 +437,7 @@ def _finish(
     if not settings.interpolate:
         if settings.services:
             warn("service filtering is not applied when --no-interpolate is set")
-        return data
+        return data, ()
     if settings.resolve_environment:
         from compose.loader.environment import resolve_service_environment
 
@@ -446,14 +450,16 @@ def _finish(
     unknown = [s for s in settings.services if s not in data.get("services", {})]
     if unknown:
         raise ComposeError(f"no such service: {unknown[0]}")
+    declared = data.get("services") or {}
     data = apply_profiles(data, active, settings.services, locate=locator)
+    disabled = tuple(sorted(set(declared) - set(data.get("services") or {})))
     if settings.services:
         data = _select_services(data, settings.services)
     if settings.consistency:
         from compose.loader.validate import check_project
 
         check_project(data, locate=locator, warn=warn)
-    return data
+    return data, disabled
 
 
 def _select_services(data: dict[str, Any], wanted: Sequence[str]) -> dict[str, Any]:
