@@ -149,7 +149,8 @@ class ProjectRunner:
         self.events = _LockedEvents(events)
         self.parallel = parallel
         self.builder = builder
-        self.disabled = tuple(disabled)  # services turned off by profiles: not orphans
+        # services turned off by profiles are not orphans; the loader knows them
+        self.disabled = tuple(disabled) or tuple(loaded.disabled_services)
 
     # -- properties of the project ------------------------------------------------------------------
 
