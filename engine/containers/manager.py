@@ -422,8 +422,10 @@ class ContainerManager:
         workdir: str | None = None,
         tty: bool = False,
         stdio: spawn.Stdio = (0, 1, 2),
+        privileged: bool = False,
     ) -> int:
-        """Run `args` inside the running container and return its exit code.
+        """Run `args` inside the running container and return its exit code (`privileged`: every
+        capability and no seccomp filter for this command only, as `docker exec --privileged`).
 
         spawn.exec_in must run in a single-threaded process: a helper is forked for it, which waits for
         the command and exits with its code; an error before exec comes back as the engine error it was.
@@ -432,6 +434,7 @@ class ContainerManager:
         spec = self.spec_of(record)
         pid = self._checked_pid(record)
         env = tuple(spec.process.env) + tuple(env)
+        security = dataclasses.replace(spec.security, privileged=True) if privileged else spec.security
         group = self._cgroup(record["id"])
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         helper = os.fork()
@@ -444,6 +447,7 @@ class ContainerManager:
                 user or spec.process.user,
                 workdir or spec.process.working_dir,
                 spec,
+                security,
                 tty,
                 stdio,
                 group,
@@ -479,7 +483,7 @@ class ContainerManager:
 # -- exec helper ----------------------------------------------------------------------------------------
 
 
-def _exec_helper(pid, args, env, user, workdir, spec, tty, stdio, group, err_w) -> None:  # type: ignore[no-untyped-def]
+def _exec_helper(pid, args, env, user, workdir, spec, security, tty, stdio, group, err_w) -> None:  # type: ignore[no-untyped-def]
     """In the forked helper: start the command, wait for it, exit with its code (never returns)."""
     code = spawn.CHILD_FAILED
     try:
@@ -490,7 +494,7 @@ def _exec_helper(pid, args, env, user, workdir, spec, tty, stdio, group, err_w) 
             user,
             workdir,
             group_add=spec.process.group_add,
-            security_opts=spec.security,
+            security_opts=security,
             host_network=spec.network_mode == "host",
             tty=tty,
             stdio=stdio,

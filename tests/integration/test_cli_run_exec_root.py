@@ -258,6 +258,18 @@ def test_exec_exit_code_env_user_workdir(project: Project) -> None:
     assert project.cli("exec", "-T", "--index", "2", "db", "true").returncode != 0
 
 
+def test_exec_privileged_gets_every_capability_for_that_command_only(project: Project) -> None:
+    assert project.cli("run", "--rm", "-T", "app", "true").returncode == 0  # db up
+    read_caps = ["sh", "-c", "grep CapEff /proc/self/status"]
+    plain = project.cli("exec", "-T", "db", *read_caps)
+    privileged = project.cli("exec", "-T", "--privileged", "db", *read_caps)
+    assert plain.returncode == 0 and privileged.returncode == 0, privileged.stderr
+    default, full = (int(r.stdout.split()[-1], 16) for r in (plain, privileged))
+    assert default == 0xA80425FB  # Docker's default set
+    assert full > default and full & default == default
+    assert project.cli("exec", "-T", "db", *read_caps).stdout == plain.stdout  # not kept afterwards
+
+
 # -- cp -----------------------------------------------------------------------------------------------
 
 

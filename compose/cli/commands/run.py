@@ -65,7 +65,7 @@ def _add_exec(subparsers) -> None:  # type: ignore[no-untyped-def]
     exe.add_argument("-u", "--user", help="run as this user")
     exe.add_argument("-w", "--workdir", help="working directory for the command")
     exe.add_argument("--index", type=int, help="index of the container if the service has replicas")
-    exe.add_argument("--privileged", action="store_true", help="extended privileges (not supported yet)")
+    exe.add_argument("--privileged", action="store_true", help="give extended privileges to the command")
     exe.set_defaults(handler=_exec)
 
 
@@ -191,15 +191,16 @@ def _exec(args, context) -> int:  # type: ignore[no-untyped-def]
     command = _command(args)
     if not command:
         raise UsageError("exec requires at least 2 arguments: SERVICE COMMAND")
-    if args.privileged:
-        context.warn(
-            "exec --privileged is not supported yet: the command runs with the container's privileges"
-        )
     loaded, engine = _open(args, context)
     with engine:
         record = find_container(engine, loaded.name, args.service, args.index)
         env = tuple((k, v) for k, v in parse_env(args.env).items() if v is not None)
-        options: dict[str, Any] = {"env": env, "user": args.user, "workdir": args.workdir}
+        options: dict[str, Any] = {
+            "env": env,
+            "user": args.user,
+            "workdir": args.workdir,
+            "privileged": args.privileged,
+        }
         context.stdout.flush()
         if args.detach:
             return _exec_detached(engine, record["id"], command, options)
