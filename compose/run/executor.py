@@ -317,7 +317,7 @@ class ProjectRunner:
 
         used = {key for name in targets for key in self.project.services[name].networks}
         names = network_names(self.project)
-        existing = {n.name for n in self.engine.list_networks()}
+        existing = {n.name: n for n in self.engine.list_networks()}
         specs = network_specs(self.project, self.identity)
         for key in sorted(used):
             if key not in specs:
@@ -327,11 +327,27 @@ class ProjectRunner:
                     )
                 continue
             spec = specs[key]
-            if spec.name in existing:
+            if spec.name in existing and not self._renew_unused(existing[spec.name]):
                 continue
             self.events.resource("Network", spec.name, "Creating")
             self.engine.create_network(spec)
             self.events.resource("Network", spec.name, "Created")
+
+    def _renew_unused(self, network: Any) -> bool:
+        """Remove a network of this project that no container uses, so it is made afresh: the engine's
+        create is not atomic, and a CLI killed during it leaves a recorded network without its bridge.
+        True when it was removed (a network in use is kept)."""
+        from engine.errors import NetworkInUse, NetworkNotFound
+
+        if dict(network.spec.labels).get(PROJECT) != self.loaded.name:
+            return False
+        try:
+            self.engine.remove_network(network.id)
+        except NetworkInUse:
+            return False
+        except NetworkNotFound:
+            return True
+        return True
 
     def _volumes(self) -> None:
         """Create the project's named volumes; external ones must exist."""
@@ -465,7 +481,12 @@ class ProjectRunner:
             self._start(record["name"], record["id"])
 
     def _start_existing(self, action: Action, run: _Run) -> None:
+        """A stopped container starts again; one never started is created afresh: the engine's create is
+        not atomic, so a CLI killed during it leaves a row without its directories or network endpoints."""
         assert action.container is not None
+        if action.container.state == "created":
+            self._recreate(action, run)
+            return
         self._start(action.container.name, action.container.id)
 
     def _start(self, name: str, cid: str) -> None:

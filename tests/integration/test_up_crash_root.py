@@ -1,0 +1,146 @@
+"""Crash safety of `up -d` (issue 7): `kill -9` of the CLI early, in the middle and late in a 20-service
+`up -d`, then `up -d` again must leave every service running exactly once, and `down` must then leave no
+container, veth, mount or cgroup behind — every round.
+
+The moment is found by polling the state root's database from the test (rows of the containers table,
+or containers already running), so the kill lands while the executor is creating or starting. Rounds per
+moment: PYCT_CRASH_ROUNDS (default 3).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_up_down_root import REPO, Project
+from test_up_down_root import project as project
+
+from engine.containers.cgroups import detect_layout
+from engine.net.manager import VETH_PREFIX
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+if os.geteuid() != 0:
+    pytest.skip("needs root", allow_module_level=True)
+
+SERVICES = 20
+ROUNDS = int(os.environ.get("PYCT_CRASH_ROUNDS", "3"))
+# (what to count, how many): the kill lands once that many containers exist / run
+MOMENTS = {
+    "network": ("networks", 1),
+    "early": ("rows", 1),
+    "middle": ("rows", 10),
+    "late": ("running", 17),
+}
+
+
+def twenty() -> str:
+    lines = ["services:"]
+    for i in range(1, SERVICES + 1):
+        lines += [
+            f"  s{i:02d}:",
+            "    image: pyc-test/busybox:1",
+            "    command: SLEEPER",
+            "    stop_grace_period: 2s",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def count(root: Path, what: str) -> int:
+    """Container rows (running ones, or networks) in the state root's database, read without the engine."""
+    db = root / "pycompose.db"
+    if not db.exists():
+        return 0
+    query = "SELECT count(*) FROM networks" if what == "networks" else "SELECT count(*) FROM containers"
+    if what == "running":
+        query += " WHERE state = 'running'"
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.2) as conn:
+            return conn.execute(query).fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0  # table not there yet, or busy: look again
+
+
+def up_killed(project: Project, what: str, at: int) -> bool:
+    """Start `up -d`, kill -9 it once `at` containers are counted; False when it finished first."""
+    env = {
+        **os.environ,
+        "PYCOMPOSE_ROOT": str(project.root),
+        "PYCOMPOSE_CGROUP_PARENT": project.parent,
+        "PYTHONPATH": str(REPO),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "compose.cli.main", "--progress", "quiet", "up", "-d"],
+        cwd=project.directory,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            if count(project.root, what) >= at:
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.002)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        code = proc.wait()
+    return code == -signal.SIGKILL
+
+
+def check_once_each(project: Project) -> None:
+    containers = project.containers()
+    expected = {f"{project.name}-s{i:02d}-1" for i in range(1, SERVICES + 1)}
+    assert set(containers) == expected
+    assert {r["state"] for r in containers.values()} == {"running"}
+    numbers = [
+        (r["labels"]["com.docker.compose.service"], r["labels"]["com.docker.compose.container-number"])
+        for r in containers.values()
+    ]
+    assert len(numbers) == len(set(numbers)) == SERVICES
+
+
+def leftovers(project: Project, ids: set[str]) -> list[str]:
+    """Kernel objects of these containers: veths, mounts under the root, cgroups under the parent."""
+    found = []
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    prefixes = tuple(VETH_PREFIX + cid[:10] for cid in ids)
+    found += [
+        line.split(":")[1].strip()
+        for line in links.splitlines()
+        if prefixes and line.split(":")[1].strip().split("@")[0].startswith(prefixes)
+    ]
+    with open("/proc/self/mountinfo") as mounts:
+        found += [f"mount {line.split()[4]}" for line in mounts if str(project.root) in line]
+    layout = detect_layout()
+    bases = [Path(p) for p in layout.v1.values()] + ([Path(layout.unified)] if layout.unified else [])
+    for base in bases:
+        parent = base / project.parent
+        if parent.is_dir():
+            found += [f"cgroup {d}" for d in parent.iterdir() if d.is_dir()]
+    return found
+
+
+@pytest.mark.parametrize("moment", list(MOMENTS))
+def test_kill_9_during_up_then_up_again_runs_each_service_once(project: Project, moment: str) -> None:
+    project.write(twenty())
+    what, at = MOMENTS[moment]
+    killed = 0
+    for _ in range(ROUNDS):
+        killed += up_killed(project, what, at)
+        project("up", "-d")
+        check_once_each(project)
+        ids = {r["id"] for r in project.containers().values()}
+        project("down")
+        assert project.containers() == {}
+        assert project.networks() == set()
+        assert leftovers(project, ids) == []
+    assert killed >= 1, "up -d always finished before the kill: the test proved nothing"
