@@ -29,10 +29,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(argv: list[str], context) -> int:
-    from compose.cli.parser import build_parser
+    from compose.cli.parser import build_parser, command_of
     from compose.errors import UsageError
 
-    parser = build_parser()
+    parser = build_parser(command_of(argv))
     try:
         args, extra = parser.parse_known_args(argv)
     except SystemExit as exc:  # --help and friends print, then ask to exit
