@@ -155,6 +155,10 @@ class ProjectRunner:
     # -- properties of the project ------------------------------------------------------------------
 
     @property
+    def name(self) -> str:
+        return self.loaded.name
+
+    @property
     def project(self) -> Project:
         return self.loaded.model
 
@@ -184,13 +188,13 @@ class ProjectRunner:
         observed = self._observed()
         plan = plan_up(self.project, observed, run.hashes, {s: f.id for s, f in run.facts.items()}, options)
         if plan.orphans and not request.remove_orphans:
-            self.events.warning(orphan_warning(self.loaded.name, plan.orphans))
+            self.events.warning(orphan_warning(self.name, plan.orphans))
         if not request.no_start:
             self._check_ports(plan)
         self._execute(plan, run, observed)
         if request.wait and not request.no_start:
             self._wait_all(targets, request.wait_timeout)
-        return project_containers(self.engine, self.loaded.name)
+        return project_containers(self.engine, self.name)
 
     def create(self, request: UpRequest) -> list[dict[str, Any]]:
         """`up --no-start` (docker compose's `create`)."""
@@ -211,7 +215,7 @@ class ProjectRunner:
         plan = plan_scale(self.project, observed, wanted)
         self._check_ports(plan)
         self._execute(plan, run, observed)
-        return project_containers(self.engine, self.loaded.name)
+        return project_containers(self.engine, self.name)
 
     # -- down ---------------------------------------------------------------------------------------
 
@@ -224,7 +228,7 @@ class ProjectRunner:
             self.project, observed, remove_orphans=request.remove_orphans, disabled=self.disabled
         )
         if plan.orphans and not request.remove_orphans:
-            self.events.warning(orphan_warning(self.loaded.name, plan.orphans))
+            self.events.warning(orphan_warning(self.name, plan.orphans))
         self._execute(plan, _Run(timeout=request.timeout), observed)
         if request.services:
             return
@@ -262,7 +266,7 @@ class ProjectRunner:
         pulled: set[str] = set()
         for name in targets:
             service = self.project.services[name]
-            reference = image_name(self.loaded.name, service)
+            reference = image_name(self.name, service)
             present = self.engine.image_exists(reference)
             if needs_build(service, present=present, build=request.build, no_build=request.no_build):
                 to_build.append(name)
@@ -339,7 +343,7 @@ class ProjectRunner:
         True when it was removed (a network in use is kept)."""
         from engine.errors import NetworkInUse, NetworkNotFound
 
-        if dict(network.spec.labels).get(PROJECT) != self.loaded.name:
+        if dict(network.spec.labels).get(PROJECT) != self.name:
             return False
         try:
             self.engine.remove_network(network.id)
@@ -364,10 +368,10 @@ class ProjectRunner:
                 continue
             if found is not None:
                 owner = (found.get("Labels") or {}).get(PROJECT)
-                if owner and owner != self.loaded.name:
+                if owner and owner != self.name:
                     self.events.warning(
                         f'volume "{request.name}" already exists but was created for project "{owner}" '
-                        f'(expected "{self.loaded.name}"). Use `external: true` to use an existing volume'
+                        f'(expected "{self.name}"). Use `external: true` to use an existing volume'
                     )
                 continue
             self.events.resource("Volume", request.name, "Creating")
@@ -380,7 +384,7 @@ class ProjectRunner:
             self.events.resource("Volume", request.name, "Created")
 
     def _observed(self, oneoff: bool | None = None) -> list[Observed]:
-        return [as_observed(r) for r in project_containers(self.engine, self.loaded.name, oneoff=oneoff)]
+        return [as_observed(r) for r in project_containers(self.engine, self.name, oneoff=oneoff)]
 
     def _check_ports(self, plan: Plan) -> None:
         """Fixed host ports of the containers about to start must be free (PortInUse before any start)."""
@@ -528,7 +532,7 @@ class ProjectRunner:
         for dep in graph.dependencies(service):
             edge = graph.dependency(service, dep)
             condition = edge.condition if edge is not None else "service_started"
-            records = project_containers(self.engine, self.loaded.name, services=[dep])
+            records = project_containers(self.engine, self.name, services=[dep])
             if not records:
                 if edge is not None and not edge.required:
                     self.events.warning(f"optional dependency {dep!r} of {service!r} is not running: skipped")
@@ -540,7 +544,7 @@ class ProjectRunner:
         """`--wait`: every target container running (healthy when it has a healthcheck) or exited 0."""
         deadline = None if not timeout else time.monotonic() + timeout
         for name in targets:
-            for record in project_containers(self.engine, self.loaded.name, services=[name]):
+            for record in project_containers(self.engine, self.name, services=[name]):
                 wait_ready(self.engine, self.events, name, record, deadline)
 
     # -- down: networks, volumes, images ------------------------------------------------------------
@@ -548,7 +552,7 @@ class ProjectRunner:
     def _remove_networks(self) -> None:
         """The project's networks, found by their project label (never another project's, never external)."""
         for network in self.engine.list_networks():
-            if dict(network.spec.labels).get(PROJECT) != self.loaded.name:
+            if dict(network.spec.labels).get(PROJECT) != self.name:
                 continue
             self.events.resource("Network", network.name, "Removing")
             self.engine.remove_network(network.id)
@@ -569,13 +573,15 @@ class ProjectRunner:
 
     def _remove_images(self, which: str) -> None:
         from compose.build import image_name
-        from engine.errors import ImageInUse, ImageNotFound
 
         refs = {
-            image_name(self.loaded.name, s)
-            for s in self.project.services.values()
-            if which == "all" or not s.image
+            image_name(self.name, s) for s in self.project.services.values() if which == "all" or not s.image
         }
+        self._remove_image_refs(refs)
+
+    def _remove_image_refs(self, refs: Iterable[str]) -> None:
+        from engine.errors import ImageInUse, ImageNotFound
+
         for ref in sorted(refs):
             try:
                 self.engine.remove_image(ref)
@@ -585,6 +591,63 @@ class ProjectRunner:
                 self.events.warning(str(exc))
                 continue
             self.events.resource("Image", ref, "Removed")
+
+
+class LabelsOnlyRunner(ProjectRunner):
+    """`down -p NAME` with no Compose file: the project is only what its labels say (containers,
+    networks, volumes of that name), as docker compose does."""
+
+    def __init__(self, name: str, engine: Any, events: Events, *, parallel: int | None = None) -> None:
+        # no LoadedProject to hand to ProjectRunner.__init__: what down needs, set here
+        self.loaded = None  # type: ignore[assignment]
+        self.engine, self.events, self.parallel = engine, _LockedEvents(events), parallel
+        self.builder, self.disabled = None, ()
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def project(self) -> Project:
+        raise InvalidProjectError(f"no Compose file for project {self._name!r}: only `down` works by name")
+
+    def down(self, request: DownRequest) -> None:
+        observed = self._observed(oneoff=None)
+        if request.services:
+            wanted = set(request.services)
+            observed = [c for c in observed if c.service in wanted]
+        plan = plan_down(None, observed, remove_orphans=request.remove_orphans)
+        self._execute(plan, _Run(timeout=request.timeout), observed)
+        if request.services:
+            return
+        self._remove_networks()
+        if request.volumes:
+            self._remove_labelled_volumes()
+        if request.rmi:
+            self._remove_observed_images(request.rmi, observed)
+
+    def _remove_labelled_volumes(self) -> None:
+        """Volumes carrying this project's label (named ones; anonymous went with their containers)."""
+        from engine.errors import VolumeNotFound
+
+        for volume in self.engine.list_volumes():
+            if dict(volume.labels or {}).get(PROJECT) != self._name:
+                continue
+            try:
+                self.events.resource("Volume", volume.name, "Removing")
+                self.engine.remove_volume(volume.name, force=True)
+            except VolumeNotFound:
+                continue
+            self.events.resource("Volume", volume.name, "Removed")
+
+    def _remove_observed_images(self, which: str, observed: Sequence[Observed]) -> None:
+        """`--rmi all`: the images the containers ran; `local`: those named as compose names builds."""
+        if which == "all":
+            refs = {c.image_id for c in observed if c.image_id}
+        else:
+            refs = {f"{self._name}-{c.service}" for c in observed}
+        self._remove_image_refs(refs)
 
 
 # -- helpers (pure or engine-reading) ----------------------------------------------------------------

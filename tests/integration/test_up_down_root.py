@@ -330,3 +330,35 @@ def test_create_then_up_starts_and_dry_run_changes_nothing(project: Project) -> 
     assert len(project.containers()) == 2
     project("down")
     assert project.containers() == {}
+
+
+def test_down_by_project_name_without_a_compose_file_goes_by_labels(project: Project, tmp_path: Path) -> None:
+    project.write(VOLUMES)
+    project("up", "-d")
+    (tmp_path / "other").mkdir()
+    other = Project(project.root, tmp_path / "other", project.name + "x", project.parent)
+    other.write(TWO)
+    other("up", "-d")
+    (project.directory / "compose.yaml").unlink()  # now nothing says what the project was but its labels
+    kept = {n: r["id"] for n, r in project.containers().items() if n.startswith(other.name + "-")}
+    assert len(kept) == 2
+
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    elsewhere = Project(project.root, empty, project.name, project.parent)
+    dry = elsewhere("--dry-run", "-p", project.name, "down", "-v")
+    assert f"Container {project.name}-app-1  Removed" in dry.stderr
+    assert f"{project.name}-app-1" in project.containers()
+
+    result = elsewhere("-p", project.name, "down", "-v")
+    assert (f"{project.name}-app-1", "Removed") in statuses(result.stderr)
+    assert (f"{project.name}_front", "Removed") in statuses(result.stderr)
+    assert (f"{project.name}_data", "Removed") in statuses(result.stderr)
+    assert {n: r["id"] for n, r in project.containers().items()} == kept  # the other project untouched
+    assert project.volumes() == set()
+    assert project.networks() == {f"{other.name}_default"}
+
+    missing = elsewhere("-p", project.name, "-f", "nothere.yaml", "down", ok=False)
+    assert missing.returncode != 0
+    other("down")
+    assert project.containers() == {}

@@ -107,6 +107,7 @@ def run_create(args, context) -> int:  # type: ignore[no-untyped-def]
 
 
 def run_down(args, context) -> int:  # type: ignore[no-untyped-def]
+    from compose.errors import ProjectNotFoundError
     from compose.run.executor import DownRequest
 
     request = DownRequest(
@@ -118,8 +119,34 @@ def run_down(args, context) -> int:  # type: ignore[no-untyped-def]
     )
     if args.dry_run:
         return _dry_run_down(args, context, request)
-    with _session(args, context, build=False) as runner:
-        runner.down(request)
+    try:
+        with _session(args, context, build=False) as runner:  # loads before anything is opened
+            runner.down(request)
+    except ProjectNotFoundError:
+        if not _by_name(args):
+            raise
+        return _down_by_name(args, context, args.project_name, request)
+    return 0
+
+
+def _by_name(args) -> bool:  # type: ignore[no-untyped-def]
+    """`-p NAME` and no Compose file found: docker compose then works from the labels alone (not when
+    -f names a file: its absence is the error)."""
+    return bool(getattr(args, "project_name", None)) and not getattr(args, "files", None)
+
+
+def _down_by_name(args, context, name: str, request) -> int:  # type: ignore[no-untyped-def]
+    from compose.cli.commands.build import parallel_limit
+    from compose.cli.commands.image import open_engine
+    from compose.run.executor import LabelsOnlyRunner
+
+    limit = parallel_limit(getattr(args, "parallel", -1), os.environ)
+    with open_engine(args) as engine:
+        events = make_events(args, context)
+        try:
+            LabelsOnlyRunner(name, engine, events, parallel=limit).down(request)
+        finally:
+            events.close()
     return 0
 
 
@@ -264,13 +291,21 @@ def _dry_run_up(args, context, request: UpRequest) -> int:  # type: ignore[no-un
 def _dry_run_down(args, context, request) -> int:  # type: ignore[no-untyped-def]
     from compose.cli.commands.image import open_engine
     from compose.cli.commands.project_images import load
+    from compose.errors import ProjectNotFoundError
     from compose.plan.converge import plan_down
     from compose.run.observe import as_observed, project_containers
 
-    loaded = load(args, context)
+    try:
+        loaded = load(args, context)
+    except ProjectNotFoundError:
+        if not _by_name(args):
+            raise
+        loaded = None
+    name = loaded.name if loaded is not None else args.project_name
     with open_engine(args) as engine:
-        observed = [as_observed(r) for r in project_containers(engine, loaded.name, oneoff=None)]
-    plan = plan_down(loaded.model, observed, remove_orphans=request.remove_orphans)
+        observed = [as_observed(r) for r in project_containers(engine, name, oneoff=None)]
+    model = loaded.model if loaded is not None else None
+    plan = plan_down(model, observed, remove_orphans=request.remove_orphans)
     _print_plan(args, context, loaded, plan)
     return 0
 
