@@ -757,7 +757,13 @@ def _poll(engine: Any, cid: str, check: Callable[[dict[str, Any]], Any], deadlin
         if result is not None:
             return result
         if deadline is not None and time.monotonic() > deadline:
-            raise ComposeError(f"timeout waiting for container {cid[:12]} to be ready")
+            record = engine.get_container(cid)
+            health = health_of(record)
+            state = f"{record['state']} ({health})" if health else record["state"]
+            raise ComposeError(
+                f"container {record['name']} is not ready after --wait-timeout (still {state}): "
+                "timeout waiting for the project to be running|healthy"
+            )
         time.sleep(POLL)
 
 

@@ -362,3 +362,208 @@ def test_down_by_project_name_without_a_compose_file_goes_by_labels(project: Pro
     assert missing.returncode != 0
     other("down")
     assert project.containers() == {}
+
+
+def ids(project: Project) -> dict[str, str]:
+    return {n: r["id"] for n, r in project.containers().items()}
+
+
+def test_wait_returns_when_healthy_and_wait_timeout_expires_with_a_clear_error(project: Project) -> None:
+    slow = """
+        services:
+          db:
+            image: pyc-test/busybox:1
+            command: ["sh", "-c", "trap 'exit 0' TERM; sleep DELAY; touch /ready; sleep 1000 & wait"]
+            stop_grace_period: 1s
+            healthcheck:
+              test: ["CMD", "test", "-f", "/ready"]
+              interval: 200ms
+              retries: 100
+        """
+    project.write(slow.replace("DELAY", "1"))
+    began = time.monotonic()
+    result = project("up", "-d", "--wait")
+    assert time.monotonic() - began >= 1.0
+    assert (f"{project.name}-db-1", "Healthy") in statuses(result.stderr)
+    assert json.loads(project.containers()[f"{project.name}-db-1"]["health"])["Status"] == "healthy"
+    project("down", "-t", "1")
+
+    project.write(slow.replace("DELAY", "30"))
+    began = time.monotonic()
+    failed = project("up", "-d", "--wait", "--wait-timeout", "1", ok=False)
+    took = time.monotonic() - began
+    assert failed.returncode != 0
+    assert f"container {project.name}-db-1 is not ready after --wait-timeout (still running (starting))" in (
+        failed.stderr
+    )
+    assert took < 15
+    assert "Traceback" not in failed.stderr
+
+
+def test_restart_of_a_dependency_restarts_dependents_with_restart_true(project: Project) -> None:
+    project.write(
+        """
+        services:
+          db:
+            image: pyc-test/busybox:1
+            command: SLEEPER
+          web:
+            image: pyc-test/busybox:1
+            command: SLEEPER
+            depends_on:
+              db: {condition: service_started, restart: true}
+          other:
+            image: pyc-test/busybox:1
+            command: SLEEPER
+            depends_on: [db]
+        """
+    )
+    project("up", "-d")
+    before = {n: r["started_at"] for n, r in project.containers().items()}
+    time.sleep(1.1)  # started_at has a resolution the restart must pass
+    project("restart", "db")
+    after = {n: r["started_at"] for n, r in project.containers().items()}
+    db, web, other = (f"{project.name}-{s}-1" for s in ("db", "web", "other"))
+    assert after[db] != before[db]
+    assert after[web] != before[web]  # restart: true
+    assert after[other] == before[other]  # a plain dependency is left alone
+    assert {r["state"] for r in project.containers().values()} == {"running"}
+
+
+def test_service_completed_successfully_runs_the_init_first_and_a_failing_init_stops_up(
+    project: Project,
+) -> None:
+    body = """
+        services:
+          init:
+            image: pyc-test/busybox:1
+            command: ["sh", "-c", "sleep 1; echo done > /shared/init; exit CODE"]
+            volumes: [shared:/shared]
+          app:
+            image: pyc-test/busybox:1
+            command: ["sh", "-c", "test -f /shared/init || exit 3; trap 'exit 0' TERM; sleep 1000 & wait"]
+            volumes: [shared:/shared]
+            depends_on:
+              init: {condition: service_completed_successfully}
+        volumes:
+          shared: {}
+        """
+    project.write(body.replace("CODE", "0"))
+    project("up", "-d")
+    time.sleep(0.5)
+    containers = project.containers()
+    assert containers[f"{project.name}-init-1"]["state"] == "exited"
+    assert containers[f"{project.name}-init-1"]["exit_code"] == 0
+    assert containers[f"{project.name}-app-1"]["state"] == "running"
+    project("down", "-v")
+
+    project.write(body.replace("CODE", "4"))
+    failed = project("up", "-d", ok=False)
+    assert failed.returncode != 0
+    assert "didn't complete successfully: exit 4" in failed.stderr
+    app = project.containers().get(f"{project.name}-app-1")
+    assert app is None or app["state"] != "running"
+
+
+def test_optional_dependency_may_be_absent_and_no_deps_starts_only_the_named_service(
+    project: Project,
+) -> None:
+    project.write(
+        """
+        services:
+          db:
+            image: pyc-test/busybox:1
+            command: SLEEPER
+          cache:
+            image: pyc-test/busybox:1
+            command: SLEEPER
+            profiles: [extra]
+          web:
+            image: pyc-test/busybox:1
+            command: SLEEPER
+            depends_on:
+              db: {condition: service_started}
+              cache: {condition: service_started, required: false}
+        """
+    )
+    project("up", "-d", "--no-deps", "web")
+    assert set(project.containers()) == {f"{project.name}-web-1"}
+    project("up", "-d")
+    names = {n for n, r in project.containers().items() if r["state"] == "running"}
+    assert names == {f"{project.name}-web-1", f"{project.name}-db-1"}
+
+
+def test_force_recreate_no_recreate_and_always_recreate_deps(project: Project) -> None:
+    project.write(TWO)
+    project("up", "-d")
+    db, web = f"{project.name}-db-1", f"{project.name}-web-1"
+    first = ids(project)
+
+    project("up", "-d", "--force-recreate")
+    forced = ids(project)
+    assert forced[db] != first[db] and forced[web] != first[web]
+
+    project.write(TWO.replace('{LEVEL: "1"}\n    depends_on', '{LEVEL: "2"}\n    depends_on'))
+    project("up", "-d", "--no-recreate")
+    assert ids(project) == forced  # the change waits
+    assert "LEVEL=1" in env_of(project, web)
+
+    project("up", "-d", "web")  # web recreated, its dependency db kept
+    changed = ids(project)
+    assert changed[db] == forced[db] and changed[web] != forced[web]
+
+    project("up", "-d", "--always-recreate-deps", "web")
+    deps = ids(project)
+    assert deps[db] != changed[db]  # the dependency recreated although unchanged
+    assert {r["state"] for r in project.containers().values()} == {"running"}
+
+
+def test_up_scale_adds_and_removes_replicas(project: Project) -> None:
+    project.write(TWO)
+    project("up", "-d", "--scale", "web=3")
+    names = {n for n, r in project.containers().items() if r["state"] == "running"}
+    assert names == {f"{project.name}-{s}" for s in ("db-1", "web-1", "web-2", "web-3")}
+    project("up", "-d", "--scale", "web=1")
+    assert set(project.containers()) == {f"{project.name}-db-1", f"{project.name}-web-1"}
+
+
+BUILT = """
+services:
+  app:
+    build: ./app
+    image: pyct-built/app:1
+    command: SLEEPER
+    stop_grace_period: 1s
+"""
+
+
+def test_build_no_build_and_pull_policy_build(project: Project) -> None:
+    (project.directory / "app").mkdir()
+    dockerfile = project.directory / "app" / "Dockerfile"
+    dockerfile.write_text("FROM pyc-test/busybox:1\nRUN echo one > /version\n")
+    project.write(BUILT)
+    missing = project("up", "-d", "--no-build", ok=False)
+    assert missing.returncode != 0 and "no such image" in missing.stderr
+    assert project.containers() == {}
+
+    project("up", "-d")  # missing image: built
+    app = f"{project.name}-app-1"
+    first = ids(project)[app]
+
+    dockerfile.write_text("FROM pyc-test/busybox:1\nRUN echo two > /version\n")
+    project("up", "-d", "--no-build")  # present: neither built nor recreated
+    assert ids(project)[app] == first
+    project("up", "-d")  # present and no --build: not rebuilt
+    assert ids(project)[app] == first
+
+    project("up", "-d", "--build")  # rebuilt: the image changed, so the container is recreated
+    second = ids(project)[app]
+    assert second != first
+
+    dockerfile.write_text("FROM pyc-test/busybox:1\nRUN echo three > /version\n")
+    project.write(BUILT.replace("command:", "pull_policy: build\n    command:"))
+    project("up", "-d")  # pull_policy: build always builds
+    assert ids(project)[app] != second
+    project("down", "--rmi", "all")
+    with Engine.open(str(project.root)) as engine:
+        assert not engine.image_exists("pyct-built/app:1")
