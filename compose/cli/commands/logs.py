@@ -188,18 +188,28 @@ class Follower:
 
     def run(self, warn: Callable[[str], None]) -> None:
         """Follow until no container runs and every reader is done."""
-        from compose.cli.commands.ps import find_containers
-
         while True:
-            records = with_index(find_containers(self.engine, self.project, self.services), self.index)
-            for record in records:
-                self._maybe_follow(record)
-            while self.errors:
-                warn(self.errors.pop(0))
+            records = self.step(warn)
             busy = any(t.is_alive() for t in self.threads.values())
             if not busy and not any(r["state"] in ACTIVE for r in records):
                 return
             time.sleep(POLL)
+
+    def step(self, warn: Callable[[str], None]) -> list[dict[str, Any]]:
+        """One look at the selection: readers for new and restarted containers (attached `up` drives
+        this itself); returns the records seen."""
+        from compose.cli.commands.ps import find_containers
+
+        records = with_index(find_containers(self.engine, self.project, self.services), self.index)
+        for record in records:
+            self._maybe_follow(record)
+        while self.errors:
+            warn(self.errors.pop(0))
+        return records
+
+    def first_options(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Read options for a container's first reader (attached `up` starts at the current run)."""
+        return dict(self.options)
 
     def _maybe_follow(self, record: dict[str, Any]) -> None:
         cid = record["id"]
@@ -208,7 +218,7 @@ class Follower:
             return  # being read, or read to its end and not started again since
         if thread is not None and record["state"] not in ACTIVE:
             return
-        options = dict(self.options)
+        options = self.first_options(record)
         if cid in self.last:  # a restart: read on after what was printed, everything new
             options.update(tail=None, since=(self.last[cid] + 1) / 1e9)
         elif thread is not None:
