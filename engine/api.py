@@ -250,6 +250,17 @@ class Engine:
         """PortInUse for the first fixed host port already taken (`up` asks before starting anything)."""
         self.networks.check_ports(bindings)
 
+    # -- crash repair (issue 7: a CLI killed during a create or a remove) ----------------------------------
+
+    def container_intact(self, ref: str) -> bool:
+        """Whether the container's create finished and no remove began: its directory exists (create makes
+        it after registering the networks, remove deletes it before unregistering them). A row without it
+        cannot start; the caller removes it and creates it again."""
+        from engine.containers.rootfs import container_paths
+
+        record = self.get_container(ref)
+        return container_paths(self.root, record["id"]).base.is_dir()
+
     # -- attached one-offs, attach and cp (issue 7: run, exec, cp, attach) ------------------------------
 
     def run_container_attached(
