@@ -485,10 +485,10 @@ class ProjectRunner:
             self._start(record["name"], record["id"])
 
     def _start_existing(self, action: Action, run: _Run) -> None:
-        """A stopped container starts again; one never started is created afresh: the engine's create is
-        not atomic, so a CLI killed during it leaves a row without its directories or network endpoints."""
+        """A stopped container starts again, unless a CLI killed during its create or remove left only its
+        row (no files, no network endpoints): that one is removed and created afresh."""
         assert action.container is not None
-        if action.container.state == "created":
+        if not self.engine.container_intact(action.container.id):
             self._recreate(action, run)
             return
         self._start(action.container.name, action.container.id)

@@ -67,8 +67,17 @@ def count(root: Path, what: str) -> int:
         return 0  # table not there yet, or busy: look again
 
 
-def up_killed(project: Project, what: str, at: int) -> bool:
-    """Start `up -d`, kill -9 it once `at` containers are counted; False when it finished first."""
+def newer(root: Path, since: str) -> int:
+    """Containers created after `since` (RFC 3339 text, as the engine writes `created`)."""
+    try:
+        with sqlite3.connect(f"file:{root / 'pycompose.db'}?mode=ro", uri=True, timeout=0.2) as conn:
+            return conn.execute("SELECT count(*) FROM containers WHERE created > ?", (since,)).fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def killed_when(project: Project, args: list[str], reached) -> bool:  # type: ignore[no-untyped-def]
+    """Run the CLI with `args`, kill -9 it once `reached()` is true; False when it finished first."""
     env = {
         **os.environ,
         "PYCOMPOSE_ROOT": str(project.root),
@@ -76,7 +85,7 @@ def up_killed(project: Project, what: str, at: int) -> bool:
         "PYTHONPATH": str(REPO),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "compose.cli.main", "--progress", "quiet", "up", "-d"],
+        [sys.executable, "-m", "compose.cli.main", "--progress", "quiet", *args],
         cwd=project.directory,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -85,7 +94,7 @@ def up_killed(project: Project, what: str, at: int) -> bool:
     try:
         deadline = time.monotonic() + 60
         while proc.poll() is None and time.monotonic() < deadline:
-            if count(project.root, what) >= at:
+            if reached():
                 proc.send_signal(signal.SIGKILL)
                 break
             time.sleep(0.002)
@@ -94,6 +103,11 @@ def up_killed(project: Project, what: str, at: int) -> bool:
             proc.kill()
         code = proc.wait()
     return code == -signal.SIGKILL
+
+
+def up_killed(project: Project, what: str, at: int) -> bool:
+    """`up -d`, killed once `at` containers are counted."""
+    return killed_when(project, ["up", "-d"], lambda: count(project.root, what) >= at)
 
 
 def check_once_each(project: Project) -> None:
@@ -144,3 +158,28 @@ def test_kill_9_during_up_then_up_again_runs_each_service_once(project: Project,
         assert project.networks() == set()
         assert leftovers(project, ids) == []
     assert killed >= 1, "up -d always finished before the kill: the test proved nothing"
+
+
+def test_kill_9_during_force_recreate_and_during_down(project: Project) -> None:
+    """Half a recreate (old ones removed, some new ones made), then half a `down`: the next command
+    finishes the job, one container per service, nothing left in the kernel."""
+    from engine.containers.manager import now_rfc3339
+
+    project.write(twenty())
+    killed = 0
+    for _ in range(ROUNDS):
+        project("up", "-d")
+        old = {r["id"] for r in project.containers().values()}
+        since = now_rfc3339()
+        killed += killed_when(
+            project, ["up", "-d", "--force-recreate"], lambda since=since: newer(project.root, since) >= 8
+        )
+        project("up", "-d")
+        check_once_each(project)
+        ids = old | {r["id"] for r in project.containers().values()}
+        killed += killed_when(project, ["down"], lambda: count(project.root, "rows") <= 12)
+        project("down")
+        assert project.containers() == {}
+        assert project.networks() == set()
+        assert leftovers(project, ids) == []
+    assert killed >= 2, "the commands finished before the kills: the test proved nothing"
