@@ -182,3 +182,140 @@ def test_the_commands_take_docker_compose_flags() -> None:
     assert (create.no_recreate, create.no_build, create.services) == (True, True, ["web"])
     with pytest.raises(UsageError):
         parser.parse_args(["down", "--rmi", "some"])
+
+
+# -- down by name, unused networks, half-made containers (a fake engine that records what it is asked) --
+
+
+class Recorded:
+    def resource(self, kind: str, name: str, status: str, detail: str = "") -> None:
+        self.lines.append((kind, name, status))
+
+    def warning(self, message: str) -> None:
+        self.lines.append(("warning", message, ""))
+
+    def close(self) -> None:
+        pass
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, str]] = []
+
+
+class FakeEngine(Listing):
+    """Containers, networks and volumes with labels; removals recorded, in-use networks refused."""
+
+    def __init__(self, records: list[dict], networks: list, volumes: list, *, in_use: set[str] = frozenset()):  # type: ignore[no-untyped-def]
+        super().__init__(records)
+        self.networks, self.volumes, self.in_use = networks, volumes, set(in_use)
+        self.calls: list[tuple[str, str]] = []
+
+    def stop_container(self, ref: str, timeout: float | None = None) -> dict:
+        self.calls.append(("stop", ref))
+        return {}
+
+    def remove_container(self, ref: str, force: bool = False, volumes: bool = False) -> str:
+        self.calls.append(("rm", ref))
+        self.records = [r for r in self.records if r["id"] != ref]
+        return ref
+
+    def list_networks(self) -> list:
+        return list(self.networks)
+
+    def remove_network(self, ref: str) -> str:
+        from engine.errors import NetworkInUse
+
+        if ref in self.in_use:
+            raise NetworkInUse(f"network {ref} is in use", subject=ref)
+        self.calls.append(("rm-net", ref))
+        self.networks = [n for n in self.networks if n.id != ref]
+        return ref
+
+    def list_volumes(self) -> list:
+        return list(self.volumes)
+
+    def remove_volume(self, name: str, force: bool = False) -> bool:
+        self.calls.append(("rm-vol", name))
+        return True
+
+
+def _network(name: str, project: str | None):  # type: ignore[no-untyped-def]
+    from types import SimpleNamespace
+
+    labels = {PROJECT: project} if project else {}
+    return SimpleNamespace(id=name + "-id", name=name, spec=SimpleNamespace(labels=labels))
+
+
+def _volume(name: str, project: str | None):  # type: ignore[no-untyped-def]
+    from types import SimpleNamespace
+
+    return SimpleNamespace(name=name, labels={PROJECT: project} if project else {})
+
+
+def test_down_by_name_removes_only_that_projects_containers_networks_and_volumes() -> None:
+    from compose.run.executor import DownRequest, LabelsOnlyRunner
+
+    engine = FakeEngine(
+        [
+            record("shop-web-1", "web", "1"),
+            record("shop-db-1", "db", "1", state="exited"),
+            record("bank-web-1", "web", "1", project="bank"),
+        ],
+        [_network("shop_default", "shop"), _network("bank_default", "bank"), _network("ext", None)],
+        [_volume("shop_data", "shop"), _volume("bank_data", "bank"), _volume("loose", None)],
+    )
+    events = Recorded()
+    LabelsOnlyRunner("shop", engine, events).down(DownRequest(volumes=True))
+    assert sorted(c for c in engine.calls if c[0] == "rm") == [
+        ("rm", "shop-db-1-id"),
+        ("rm", "shop-web-1-id"),
+    ]
+    assert ("stop", "shop-web-1-id") in engine.calls and ("stop", "shop-db-1-id") not in engine.calls
+    assert [c for c in engine.calls if c[0] != "rm" and c[0] != "stop"] == [
+        ("rm-net", "shop_default-id"),
+        ("rm-vol", "shop_data"),
+    ]
+    assert ("Volume", "shop_data", "Removed") in events.lines
+
+
+def test_down_by_name_without_v_keeps_volumes_and_has_no_project_model() -> None:
+    from compose.errors import InvalidProjectError
+    from compose.run.executor import DownRequest, LabelsOnlyRunner
+
+    engine = FakeEngine([record("shop-web-1", "web", "1")], [], [_volume("shop_data", "shop")])
+    runner = LabelsOnlyRunner("shop", engine, Recorded())
+    runner.down(DownRequest())
+    assert ("rm-vol", "shop_data") not in engine.calls
+    with pytest.raises(InvalidProjectError):
+        runner.project  # noqa: B018 (the property raises)
+
+
+def test_an_unused_network_of_the_project_is_renewed_one_in_use_or_not_ours_is_kept() -> None:
+    from compose.run.executor import LabelsOnlyRunner
+
+    engine = FakeEngine([], [], [], in_use={"busy-id"})
+    runner = LabelsOnlyRunner("shop", engine, Recorded())
+    assert runner._renew_unused(_network("idle", "shop")) is True
+    assert runner._renew_unused(_network("busy", "shop")) is False
+    assert runner._renew_unused(_network("theirs", "bank")) is False
+    assert engine.calls == [("rm-net", "idle-id")]
+
+
+def test_a_container_that_is_not_intact_is_made_again_instead_of_started() -> None:
+    from compose.plan.converge import Action
+    from compose.run.executor import LabelsOnlyRunner, _Run
+
+    class Runner(LabelsOnlyRunner):
+        def _recreate(self, action, run) -> None:  # type: ignore[no-untyped-def]
+            self.did.append(("recreate", action.container.id))
+
+        def _start(self, name: str, cid: str) -> None:
+            self.did.append(("start", cid))
+
+    engine = FakeEngine([], [], [])
+    engine.container_intact = lambda ref: ref == "whole-id"  # type: ignore[attr-defined]
+    runner = Runner("shop", engine, Recorded())
+    runner.did = []  # type: ignore[attr-defined]
+    for name in ("whole", "half"):
+        seen = as_observed(record(name, "web", "1", state="exited"))
+        runner._start_existing(Action("start", "web", 1, seen), _Run())
+    assert runner.did == [("start", "whole-id"), ("recreate", "half-id")]  # type: ignore[attr-defined]
