@@ -444,9 +444,10 @@ class Daemon:
         w.drained = asyncio.Event()
         w.fds = streams
         self._hold(self.keeper, w)
-        records.record_started(self.db, w.id, pid, keeper.now_rfc3339())
-        self._attach(w, streams)
-        self._start_health(w, None)
+        with self.db.transaction():  # one commit (an fsync) for the row, its log path and health
+            records.record_started(self.db, w.id, pid, keeper.now_rfc3339())
+            self._attach(w, streams)
+            self._start_health(w, None)
 
     def _hold(self, sock: socket.socket, w: Watched) -> None:
         """Give a keeper a copy of the container's read ends (pipes or pty master), named by stream."""
