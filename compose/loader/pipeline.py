@@ -250,6 +250,8 @@ class _Loader:
             paths = entry.get("path")
             paths = [paths] if isinstance(paths, str) else list(paths or [])
             files = [str(base_dir / p) if not os.path.isabs(p) else p for p in paths]
+            if not files:  # `include: [{}]` or `path: []`: compose requires at least one file
+                raise IncludeError("include requires a path", path=entry_path, location=locate(entry_path))
             for item in files:
                 if not os.path.isfile(item):
                     raise IncludeError(
