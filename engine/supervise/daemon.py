@@ -983,6 +983,9 @@ class Daemon:
         """One JSON request per line, one JSON reply per line; peers other than root/owner are refused."""
         if not self._peer_allowed(writer):
             refusal = {"ok": False, "error": "permission denied", "type": "SupervisorError", "subject": None}
+            with contextlib.suppress(ConnectionError, TimeoutError, ValueError, asyncio.IncompleteReadError):
+                # read the request first: closing on unread data would give the peer EPIPE, not the refusal
+                await asyncio.wait_for(reader.readline(), 1.0)
             with contextlib.suppress(ConnectionError):
                 writer.write(json.dumps(refusal).encode() + b"\n")
                 await writer.drain()
