@@ -282,6 +282,7 @@ def _dry_run_up(args, context, request: UpRequest) -> int:  # type: ignore[no-un
         always_recreate_deps=request.always_recreate_deps,
         remove_orphans=request.remove_orphans,
         no_start=request.no_start,
+        disabled=loaded.disabled_services,
     )
     plan = plan_up(project, observed, hashes, images, options)
     _print_plan(args, context, loaded, plan, no_start=request.no_start)
@@ -305,7 +306,8 @@ def _dry_run_down(args, context, request) -> int:  # type: ignore[no-untyped-def
     with open_engine(args) as engine:
         observed = [as_observed(r) for r in project_containers(engine, name, oneoff=None)]
     model = loaded.model if loaded is not None else None
-    plan = plan_down(model, observed, remove_orphans=request.remove_orphans)
+    disabled = loaded.disabled_services if loaded is not None else ()
+    plan = plan_down(model, observed, remove_orphans=request.remove_orphans, disabled=disabled)
     _print_plan(args, context, loaded, plan)
     return 0
 
