@@ -212,6 +212,8 @@ class Follower:
         return dict(self.options)
 
     def _maybe_follow(self, record: dict[str, Any]) -> None:
+        from compose.cli.logprinter import format_timestamp
+
         cid = record["id"]
         thread = self.threads.get(cid)
         if thread is not None and (thread.is_alive() or self.started.get(cid) == record["started_at"]):
@@ -220,7 +222,8 @@ class Follower:
             return
         options = self.first_options(record)
         if cid in self.last:  # a restart: read on after what was printed, everything new
-            options.update(tail=None, since=(self.last[cid] + 1) / 1e9)
+            # as RFC 3339 text: a float of seconds keeps only µs and would read the last line again
+            options.update(tail=None, since=format_timestamp(self.last[cid] + 1))
         elif thread is not None:
             options["tail"] = None
         self.started[cid] = record["started_at"]
