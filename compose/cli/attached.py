@@ -348,11 +348,30 @@ class Session:
             start = self.verdict.exited(event)
             if not quiet and event.code is not None:
                 name = short_name(event.name, self.runner.loaded.name)
+                if not event.restarting:
+                    self._catch_up(event.cid, name)
                 self.printer.status(name, f"exited with code {event.code}")
             if start:
                 self.context.stdout.write(ABORTING + "\n")
                 self.context.stdout.flush()
                 self._spawn(self._stop)
+
+    def _catch_up(self, cid: str, name: str) -> None:
+        """Lines the reader's follow ended before (written late by a loaded supervisor), then the exit."""
+        from compose.cli.commands.logs import copy_entries
+        from compose.cli.logprinter import format_timestamp
+        from engine.errors import EngineError
+
+        last = self.follower.last.get(cid)
+        if last is None:
+            return
+        try:
+            entries = self.runner.engine.container_logs(cid, since=format_timestamp(last + 1))
+            found = copy_entries(entries, _Gate(self.printer, self.verdict), name)
+        except EngineError:
+            return
+        if found is not None:
+            self.follower.last[cid] = found
 
     # -- signals ----------------------------------------------------------------------------------
 

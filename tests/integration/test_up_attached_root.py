@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import io
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -144,39 +146,58 @@ def _assert_nothing_left(root: Path) -> None:
     assert leftovers == []
 
 
-def wait_for_line(process: subprocess.Popen[str], pattern: str, timeout: float = 60) -> list[str]:
-    """Read the CLI's stdout until a line matches; the lines read (fails on a timeout or an early end)."""
-    import selectors
+class Lines:
+    """The CLI's stdout line by line, read by a thread (a pipe read in chunks hides lines from select)."""
 
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    selector = selectors.DefaultSelector()
-    assert process.stdout is not None
-    selector.register(process.stdout, selectors.EVENT_READ)
-    try:
-        while time.monotonic() < deadline:
-            if not selector.select(timeout=0.5):
-                continue
-            line = process.stdout.readline()
-            if not line:
-                raise AssertionError(f"the CLI ended before {pattern!r}: {seen}")
-            seen.append(line.rstrip("\n"))
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.queue: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        assert process.stdout is not None
+        self.thread = threading.Thread(target=self._pump, args=(process.stdout,), daemon=True)
+        self.thread.start()
+
+    def _pump(self, stream) -> None:  # type: ignore[no-untyped-def]
+        for line in stream:
+            self.queue.put(line.rstrip("\n"))
+        self.queue.put(None)
+
+    def wait_for(self, pattern: str, timeout: float = 60, stack: Stack | None = None) -> list[str]:
+        """Lines until one matches (fails on a timeout or an early end, saying what the containers are)."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.queue.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                raise AssertionError(f"the CLI ended before {pattern!r}: {self.seen}")
+            self.seen.append(line)
             if re.search(pattern, line):
-                return seen
-    finally:
-        selector.close()
-    raise AssertionError(f"no {pattern!r} within {timeout}s: {seen}")
+                return self.seen
+        states = stack.states() if stack is not None else {}
+        raise AssertionError(f"no {pattern!r} within {timeout}s: {self.seen}; containers: {states}")
+
+    def rest(self) -> str:
+        """Everything after what was waited for (the pump ends with the process)."""
+        self.thread.join(timeout=60)
+        lines = []
+        while not self.queue.empty():
+            line = self.queue.get()
+            if line is not None:
+                lines.append(line)
+        return "\n".join(lines)
 
 
-def finish(process: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str, str]:
-    """The CLI's exit status and the rest of its output (killed when it hangs)."""
+def finish(process: subprocess.Popen[str], lines: Lines, timeout: float = 60) -> tuple[int, str, str]:
+    """The CLI's exit status, the rest of its stdout and its stderr (killed when it hangs)."""
+    assert process.stderr is not None
     try:
-        out, err = process.communicate(timeout=timeout)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
-        out, err = process.communicate()
-        raise AssertionError(f"the CLI did not end: {out}\n{err}") from None
-    return process.returncode, out, err
+        process.wait()
+        raise AssertionError(f"the CLI did not end: {lines.seen}") from None
+    return process.returncode, lines.rest(), process.stderr.read()
 
 
 ONE_SHOTS = """
@@ -199,6 +220,7 @@ def test_logs_of_both_services_with_prefixes_then_exit_lines(stack: Stack) -> No
     assert lines.index("Attaching to db-1, web-1") < lines.index("web-1  | web one")
     for text in ("db-1   | db says hi", "db-1   | db done", "web-1  | web one", "web-1  | web two"):
         assert text in lines, result.stdout
+    assert len(lines) == len(set(lines)), result.stdout  # every line once
     assert "db-1   | db complains" in result.stderr.splitlines()  # stderr stays stderr
     assert lines.index("web-1  | web two") < lines.index("web-1 exited with code 0")
     assert lines.index("db-1   | db done") < lines.index("db-1 exited with code 0")
@@ -249,13 +271,14 @@ def test_exit_code_from_takes_that_services_code(stack: Stack) -> None:
 def test_abort_on_failure_ignores_a_clean_exit(stack: Stack) -> None:
     stack.write(FAILING.replace("exit 3", "exit 0"))
     process = stack.spawn("up", "--abort-on-container-failure", "--no-color")
+    lines = Lines(process)
     try:
-        wait_for_line(process, r"^web-1 exited with code 0$")
+        lines.wait_for(r"^web-1 exited with code 0$", stack=stack)
         time.sleep(1)
         assert process.poll() is None  # a clean exit is no failure: db keeps running
         assert stack.states()["db-1"] == "running"
         process.send_signal(signal.SIGINT)
-        code, _, err = finish(process)
+        code, _, err = finish(process, lines)
     finally:
         if process.poll() is None:
             process.kill()
@@ -267,11 +290,12 @@ def test_abort_on_failure_ignores_a_clean_exit(stack: Stack) -> None:
 def test_sigint_stops_the_project_gracefully_and_exits_130(stack: Stack) -> None:
     stack.write(FAILING.replace("sleep 1; echo failing now; exit 3", "echo web up; sleep 1000"))
     process = stack.spawn("up", "--no-color")
+    lines = Lines(process)
     try:
-        seen = wait_for_line(process, r"^db-1 +\| ready$")
+        seen = lines.wait_for(r"^db-1 +\| ready$", stack=stack)
         assert seen[0] == "Attaching to db-1, web-1"
         process.send_signal(signal.SIGINT)
-        code, out, err = finish(process)
+        code, out, err = finish(process, lines)
     finally:
         if process.poll() is None:
             process.kill()
@@ -294,14 +318,15 @@ def test_second_sigint_kills(stack: Stack) -> None:
     """
     stack.write(stubborn)
     process = stack.spawn("up", "--no-color")
+    lines = Lines(process)
     try:
-        wait_for_line(process, r"stubborn$")
+        lines.wait_for(r"stubborn$", stack=stack)
         process.send_signal(signal.SIGINT)
         time.sleep(1.0)
         assert process.poll() is None  # waiting for the 60 s grace period
         began = time.monotonic()
         process.send_signal(signal.SIGINT)
-        code, out, err = finish(process)
+        code, out, err = finish(process, lines)
         took = time.monotonic() - began
     finally:
         if process.poll() is None:
