@@ -287,13 +287,28 @@ def test_abort_on_failure_ignores_a_clean_exit(stack: Stack) -> None:
     assert "Gracefully stopping... (press Ctrl+C again to force)" in err
 
 
+LONG_RUNNING = """
+services:
+  db:
+    image: pyc-test/busybox:1
+    command: WAITER
+    stop_grace_period: 5s
+  web:
+    image: pyc-test/busybox:1
+    command: WAITER
+    depends_on: [db]
+    stop_grace_period: 5s
+"""
+
+
 def test_sigint_stops_the_project_gracefully_and_exits_130(stack: Stack) -> None:
-    stack.write(FAILING.replace("sleep 1; echo failing now; exit 3", "echo web up; sleep 1000"))
+    stack.write(LONG_RUNNING)
     process = stack.spawn("up", "--no-color")
     lines = Lines(process)
     try:
-        seen = lines.wait_for(r"^db-1 +\| ready$", stack=stack)
+        seen = lines.wait_for(r"^(db|web)-1 +\| ready$", stack=stack)
         assert seen[0] == "Attaching to db-1, web-1"
+        lines.wait_for(r"^(db|web)-1 +\| ready$", stack=stack)
         process.send_signal(signal.SIGINT)
         code, out, err = finish(process, lines)
     finally:
@@ -302,10 +317,32 @@ def test_sigint_stops_the_project_gracefully_and_exits_130(stack: Stack) -> None
             process.wait()
     assert code == 130, out + err
     assert "Gracefully stopping... (press Ctrl+C again to force)" in err
-    assert f"Container {stack.name}-db-1  Stopped" in err
-    assert f"Container {stack.name}-web-1  Stopped" in err
-    # dependents first is lifecycle.stop's order; here: both stopped, neither removed
-    assert stack.states() == {"db-1": "exited", "web-1": "exited"}
+    progress = [line.strip() for line in err.splitlines()]
+    web_stopped = progress.index(f"Container {stack.name}-web-1  Stopped")
+    assert web_stopped < progress.index(f"Container {stack.name}-db-1  Stopping")  # dependents first
+    assert f"Container {stack.name}-db-1  Stopped" in progress
+    assert "web-1 exited with code 7" not in out  # nothing printed once stopping
+    assert stack.states() == {"db-1": "exited", "web-1": "exited"}  # stopped, not removed
+
+
+def test_sigint_stops_only_the_services_named(stack: Stack) -> None:
+    stack.write(LONG_RUNNING)
+    process = stack.spawn("up", "web", "--attach-dependencies", "--no-color")
+    lines = Lines(process)
+    try:
+        seen = lines.wait_for(r"^(db|web)-1 +\| ready$", stack=stack)
+        assert seen[0] == "Attaching to db-1, web-1"
+        lines.wait_for(r"^(db|web)-1 +\| ready$", stack=stack)
+        process.send_signal(signal.SIGINT)
+        code, out, err = finish(process, lines)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert code == 130, out + err
+    assert "Traceback" not in err  # db's reader still follows when the CLI ends
+    # as docker compose: Ctrl-C stops the services `up` was given, not their dependencies
+    assert stack.states() == {"db-1": "running", "web-1": "exited"}
 
 
 def test_second_sigint_kills(stack: Stack) -> None:
