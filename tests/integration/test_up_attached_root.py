@@ -234,6 +234,9 @@ def test_colours_and_no_log_prefix(stack: Stack) -> None:
     assert "\x1b[33mweb-1  | \x1b[0mweb one" in coloured.stdout
     bare = stack.run("up", "--no-log-prefix", "--no-color")
     assert "web one" in bare.stdout.splitlines() and "db done" in bare.stdout.splitlines()
+    stamped = stack.run("up", "--timestamps", "--no-color")
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z"
+    assert re.search(rf"^web-1  \| {stamp} web one$", stamped.stdout, re.MULTILINE), stamped.stdout
 
 
 FAILING = """
