@@ -49,6 +49,12 @@ def _pyroute2() -> Any:
     return pyroute2
 
 
+def preload() -> None:
+    """Import pyroute2 now: a process that forks helpers doing netlink work imports it once, not in
+    every helper (125 ms each)."""
+    _pyroute2()
+
+
 def _off_loop(fn: Callable[P, R]) -> Callable[P, R]:
     """Run `fn` in a helper thread when the caller's thread runs an asyncio loop: pyroute2's
     synchronous IPRoute drives its requests with `run_until_complete` on the thread's running loop,

@@ -18,11 +18,12 @@ the asking container to the linked container's name, then asks the store as usua
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import ipaddress
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -269,10 +270,17 @@ class NetworkManager:
     def netns_path(self, container_id: str) -> Path:
         return self.netns_dir / container_id
 
-    def prepare(self, spec: ContainerSpec) -> NetworkSetup | None:
+    def prepare(
+        self, spec: ContainerSpec, *, kernel_steps: list[Callable[[], None]] | None = None
+    ) -> NetworkSetup | None:
         """Before the container's process starts: for bridge mode a namespace file with one veth per
         network (addresses, routes, MTU, MAC), published ports chosen and DNAT'd; `container:<ref>` mode
-        returns that container's namespace; none/host return None."""
+        returns that container's namespace; none/host return None.
+
+        With `kernel_steps` the namespace and veths are not made here but appended to it, in order, for
+        the caller to run before the container starts (the supervisor runs them in its forked spawn
+        helper, off its event loop); the rows, ports and rules are written here. If a step fails, the
+        caller must `release` the container."""
         mode = spec.network_mode
         if mode.startswith("container:"):
             return self._joined(mode.partition(":")[2])
@@ -280,17 +288,20 @@ class NetworkManager:
             return None
         with self._locked():
             try:
-                return self._attach_all(spec)
+                return self._attach_all(spec, kernel_steps)
             except BaseException:
                 self._release_locked(spec.id)
                 raise
 
-    def _attach_all(self, spec: ContainerSpec) -> NetworkSetup:
+    def _attach_all(self, spec: ContainerSpec, kernel_steps: list[Callable[[], None]] | None) -> NetworkSetup:
         from engine.net import links
+
+        def kernel(step: Callable[[], None]) -> None:
+            step() if kernel_steps is None else kernel_steps.append(step)
 
         path = self.netns_path(spec.id)
         self.netns_dir.mkdir(parents=True, exist_ok=True)
-        links.create_netns(str(path))
+        kernel(functools.partial(links.create_netns, str(path)))
         attached: list[tuple[Network, Endpoint]] = []
         routed = False
         for index, row in enumerate(self.store.endpoints_of(spec.id)):
@@ -298,7 +309,7 @@ class NetworkManager:
             veth = veth_name(spec.id, index)
             ep = self.store.activate(spec.id, network, veth)
             route = not routed and not network.spec.internal
-            self._attach_one(str(path), network, ep, index, route)
+            kernel(functools.partial(self._attach_one, str(path), network, ep, index, route))
             routed = routed or route
             attached.append((network, ep))
         if self._publish(spec, attached):  # a join alone changes no rule: rules are per network

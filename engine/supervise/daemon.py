@@ -420,13 +420,14 @@ class Daemon:
         """cgroup, networks, shared volume mounts, pipes, forked helper running spawn.start, hand the
         pipes to the keeper, record. What was joined or mounted is given back if the start fails."""
         await self._veths_settled(w.id)
-        network = await self._join_networks(w.spec)
+        kernel_steps: list[Any] = []
+        network = await self._join_networks(w.spec, kernel_steps)
         try:
             self._acquire_mounts(w.spec)
             reads, writes = ([], []) if w.spec.process.tty else _output_pipes()  # a tty: the pty master
             try:
                 outs = (writes[0], writes[1]) if writes else None
-                pid, master = await self._helper(w.spec, outs, network)
+                pid, master = await self._helper(w.spec, outs, network, kernel_steps)
             except BaseException:
                 _close(reads)
                 raise
@@ -474,12 +475,17 @@ class Daemon:
             self._networks = NetworkManager(self.state_root)
         return self._networks
 
-    async def _join_networks(self, spec: ContainerSpec) -> NetworkSetup | None:
-        """Namespace, veths, addresses and published ports (engine/net), and our DNS listening on the
-        networks' gateways BEFORE the container runs: nginx resolves `php` the moment it starts."""
+    async def _join_networks(self, spec: ContainerSpec, kernel_steps: list[Any]) -> NetworkSetup | None:
+        """Endpoint rows, published ports and rules (engine/net), and our DNS listening on the networks'
+        gateways BEFORE the container runs: nginx resolves `php` the moment it starts. The namespace and
+        veths are left in `kernel_steps` for the spawn helper (netlink work off the event loop)."""
         if spec.network_mode in ("none", "host") or (spec.network_mode == "bridge" and not spec.networks):
             return None
-        setup = self.networks.prepare(spec)
+        setup = self.networks.prepare(spec, kernel_steps=kernel_steps)
+        if kernel_steps:
+            from engine.net import links
+
+            links.preload()
         if spec.network_mode == "bridge":
             try:
                 await self._sync_dns()
@@ -528,12 +534,17 @@ class Daemon:
             self.loop.create_task(self._sync_dns())
 
     async def _helper(
-        self, spec: ContainerSpec, outs: tuple[int, int] | None, network: NetworkSetup | None
+        self,
+        spec: ContainerSpec,
+        outs: tuple[int, int] | None,
+        network: NetworkSetup | None,
+        kernel_steps: list[Any],
     ) -> tuple[int, int | None]:
-        """Fork; the child (single-threaded) makes the cgroup, starts the container and exits, so the
-        keeper adopts it. Returns the pid and, for `outs=None` (tty), the pty master the helper got from
-        spawn. The reply is awaited in the loop: other starts and stops proceed while the helper makes
-        the cgroup (mkdir in every v1 hierarchy: kernel locks, milliseconds) and clones (~10 ms)."""
+        """Fork; the child (single-threaded, no running loop: netlink runs in it directly) makes the
+        cgroup, the network namespace and veths, starts the container and exits, so the keeper adopts it.
+        Returns the pid and, for `outs=None` (tty), the pty master the helper got from spawn. The reply
+        is awaited in the loop: other starts and stops proceed while the helper does the kernel work
+        (cgroup mkdir in every v1 hierarchy, netlink, clone: 10-30 ms)."""
         await self._fork_ready()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
@@ -543,6 +554,8 @@ class Daemon:
             try:
                 _child_defaults()  # our SIG_IGNs survive exec; our oom_score_adj is -500
                 group = self._cgroup(spec)
+                for step in kernel_steps:
+                    step()
                 volumes = volume_sources(VolumeStore(self.state_root), spec)
                 if outs is None:
                     pid, master = spawn.start_with_tty(
