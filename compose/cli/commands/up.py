@@ -89,6 +89,10 @@ def run_up(args, context) -> int:  # type: ignore[no-untyped-def]
     if args.dry_run:
         return _dry_run_up(args, context, request)
     with _session(args, context) as runner:
+        if not args.detach:  # a bad combination of attach flags is refused before anything starts
+            from compose.cli.attached import validate
+
+            validate(args, runner.loaded.model)
         containers = runner.up(request)
         if not args.detach:
             attached = _attached_hook()
