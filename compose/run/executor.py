@@ -133,6 +133,21 @@ class _LockedEvents:
             self._events.close()
 
 
+def up_options(request: UpRequest, disabled: Sequence[str] = ()) -> UpOptions:
+    """The planner's options for an `up` request (`disabled`: services off by profile, never orphans)."""
+    return UpOptions(
+        services=request.services,
+        scale=request.scale,
+        force_recreate=request.force_recreate,
+        no_recreate=request.no_recreate,
+        no_deps=request.no_deps,
+        always_recreate_deps=request.always_recreate_deps,
+        remove_orphans=request.remove_orphans,
+        no_start=request.no_start,
+        disabled=tuple(disabled),
+    )
+
+
 class ProjectRunner:
     def __init__(
         self,
@@ -171,17 +186,7 @@ class ProjectRunner:
 
     def up(self, request: UpRequest) -> list[dict[str, Any]]:
         """Converge; returns the project's containers afterwards (records)."""
-        options = UpOptions(
-            services=request.services,
-            scale=request.scale,
-            force_recreate=request.force_recreate,
-            no_recreate=request.no_recreate,
-            no_deps=request.no_deps,
-            always_recreate_deps=request.always_recreate_deps,
-            remove_orphans=request.remove_orphans,
-            no_start=request.no_start,
-            disabled=self.disabled,
-        )
+        options = up_options(request, self.disabled)
         targets = self._targets(request.services, no_deps=request.no_deps)
         run = _Run(timeout=request.timeout, no_start=request.no_start)
         self._prepare(targets, run, request)

@@ -261,8 +261,8 @@ def _dry_run_up(args, context, request: UpRequest) -> int:  # type: ignore[no-un
     """What `up` would do to containers, from the real plan; nothing is created, built or pulled."""
     from compose.cli.commands.image import open_engine
     from compose.cli.commands.project_images import load
-    from compose.plan.converge import UpOptions, plan_up
-    from compose.run.executor import image_facts, service_hash
+    from compose.plan.converge import plan_up
+    from compose.run.executor import image_facts, service_hash, up_options
     from compose.run.observe import as_observed, project_containers
     from engine.errors import ImageNotFound
 
@@ -277,18 +277,7 @@ def _dry_run_up(args, context, request: UpRequest) -> int:  # type: ignore[no-un
                 images[name] = image_facts(engine, project, service).id
             except ImageNotFound:
                 images[name] = "<to be built or pulled>"
-    options = UpOptions(
-        services=request.services,
-        scale=request.scale,
-        force_recreate=request.force_recreate,
-        no_recreate=request.no_recreate,
-        no_deps=request.no_deps,
-        always_recreate_deps=request.always_recreate_deps,
-        remove_orphans=request.remove_orphans,
-        no_start=request.no_start,
-        disabled=loaded.disabled_services,
-    )
-    plan = plan_up(project, observed, hashes, images, options)
+    plan = plan_up(project, observed, hashes, images, up_options(request, loaded.disabled_services))
     _print_plan(args, context, loaded, plan, no_start=request.no_start)
     return 0
 
