@@ -124,10 +124,7 @@ def pause(
     parallel: int | None = None,
 ) -> None:
     """Freeze the running containers of `services` (all when none), all at once; paused ones are left."""
-    selected = _named(_graph(loaded), services)
-    records = [r for r in _lookup(engine, loaded.name, selected) if r["state"] == "running"]
-    act = lambda r: _done(events, r, "Paused", lambda: engine.pause_container(r["id"]))  # noqa: E731
-    _parallel(records, act, parallel)
+    _each_in_state(loaded, engine, events, services, "running", "Paused", engine.pause_container, parallel)
 
 
 def unpause(
@@ -139,10 +136,14 @@ def unpause(
     parallel: int | None = None,
 ) -> None:
     """Thaw the paused containers of `services` (all when none)."""
+    _each_in_state(loaded, engine, events, services, "paused", "Unpaused", engine.unpause_container, parallel)
+
+
+def _each_in_state(loaded, engine, events, services, state, status, action, parallel) -> None:  # type: ignore[no-untyped-def]
+    """`action(id)` on every container of `services` in `state`, all at once, each reported as `status`."""
     selected = _named(_graph(loaded), services)
-    records = [r for r in _lookup(engine, loaded.name, selected) if r["state"] == "paused"]
-    act = lambda r: _done(events, r, "Unpaused", lambda: engine.unpause_container(r["id"]))  # noqa: E731
-    _parallel(records, act, parallel)
+    records = [r for r in _lookup(engine, loaded.name, selected) if r["state"] == state]
+    _parallel(records, lambda r: _done(events, r, status, lambda: action(r["id"])), parallel)
 
 
 def kill(
