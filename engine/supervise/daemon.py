@@ -1,15 +1,20 @@
 """The supervisor daemon: one asyncio process per state root that starts, watches and stops containers.
 
 Its parent is the keeper (keeper.py), which reaps container PID 1s and restarts this process if it dies.
-This process: starts containers through a forked single-threaded helper (so the container is re-parented
-to the keeper when the helper exits), reads their stdout/stderr pipes into json-file logs, runs health
-probes (spawn.exec_in, directly: this process never starts a thread), applies restart policies when the
+This process: starts containers through a forked helper (so the container is re-parented to the keeper
+when the helper exits; the helper also makes the cgroup, network namespace and veths, and the loop awaits
+its reply, so starts overlap), reads their stdout/stderr pipes into json-file logs, runs health probes
+(spawn.exec_in, forked from the loop thread), applies restart policies when the
 keeper reports an exit, and answers the control socket `run/supervisor.sock` (one JSON object per line:
 ops ping, start, stop, kill, restart, pause, unpause, status, shutdown; root or the state root's owner
 only, checked with SO_PEERCRED). On start it re-adopts what the keeper holds, then every other row in an
 active state (keeper and daemon both died): a living process is watched through a pidfd and its pipes
 reopened through /proc; a vanished one is recorded as exited (255, or 137 + OOMKilled) and its restart
 policy applies. It is the only writer of container rows besides the keeper's exit record.
+
+Fork-safety: every fork happens on the loop thread while no other thread of this process runs. The
+threads are links._off_loop's netlink workers (joined before the loop resumes) and one veth deleter
+after stops (a fork awaits its join, and none starts while a fork waits): see "fork-safety" below.
 """
 
 from __future__ import annotations
@@ -406,19 +411,20 @@ class Daemon:
             raise ContainerConflict("container is already running", subject=row["name"])
         if w is not None:
             self._cancel(w)
-        records.reset_restart(self.db, row["id"])
         w = Watched(ContainerSpec.from_json(row["spec"]))
         self.watched[w.id] = w  # before any await: a second start now sees it running
         try:
-            await self.spawn(w)
+            await self.spawn(w, user_start=True)
         except BaseException:
             self.watched.pop(w.id, None)
             raise
         return {"id": w.id, "pid": w.pid}
 
-    async def spawn(self, w: Watched) -> None:
+    async def spawn(self, w: Watched, *, user_start: bool = False) -> None:
         """cgroup, networks, shared volume mounts, pipes, forked helper running spawn.start, hand the
-        pipes to the keeper, record. What was joined or mounted is given back if the start fails."""
+        pipes to the keeper, record. What was joined or mounted is given back if the start fails. A user
+        start also clears `stopped by user` and the restart count, in the same commit as the start (no
+        exit can be handled before it: on_exit runs as a task after this)."""
         await self._veths_settled(w.id)
         kernel_steps: list[Any] = []
         network = await self._join_networks(w.spec, kernel_steps)
@@ -445,6 +451,8 @@ class Daemon:
         w.fds = streams
         self._hold(self.keeper, w)
         with self.db.transaction():  # one commit (an fsync) for the row, its log path and health
+            if user_start:
+                records.reset_restart(self.db, w.id)
             records.record_started(self.db, w.id, pid, keeper.now_rfc3339())
             self._attach(w, streams)
             self._start_health(w, None)
