@@ -34,6 +34,10 @@ CGROUP_PARENT_ENV = "PYCOMPOSE_CGROUP_PARENT"  # the supervisor's keeper reads t
 NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 ACTIVE_STATES = ("running", "paused", "restarting")
 KILL_WAIT = 10.0
+# state roots whose supervisor answered a ping in this process (set.add/discard are atomic under the GIL)
+_SUPERVISOR_ANSWERED: set[str] = set()
+# connect failures: nobody listens on the socket, so the request was not delivered and may be repeated
+_UNREACHABLE = (FileNotFoundError, ConnectionRefusedError)
 
 
 def cgroup_name(container_id: str) -> str:
@@ -201,10 +205,7 @@ class ContainerManager:
             return record
         if record["state"] == "paused":
             raise ContainerConflict("the container is paused: unpause it instead", subject=record["name"])
-        from engine.supervise import client
-
-        client.ensure_supervisor(self.root, cgroup_parent=self.cgroup_parent)
-        client.request(self.root, "start", id=record["id"])
+        self._ask_supervisor("start", id=record["id"])
         return self.get(record["id"])
 
     def stop(self, id_or_name: str, timeout: float | None = None) -> dict[str, Any]:
@@ -212,12 +213,30 @@ class ContainerManager:
         record = self.get(id_or_name)
         if record["state"] not in ACTIVE_STATES:
             return record
+        options = {} if timeout is None else {"timeout": timeout}
+        self._ask_supervisor("stop", id=record["id"], **options)
+        return self.get(record["id"])
+
+    def _ask_supervisor(self, op: str, **args: Any) -> dict[str, Any]:
+        """One request, pinging (and launching) the supervisor only the first time in this process: a ping
+        is a whole round trip per start/stop. If the one that answered has died since, the connect fails;
+        then ensure_supervisor starts a new one and the request is sent once more (nothing was done)."""
         from engine.supervise import client
 
+        key = str(self.root.path)
+        if key not in _SUPERVISOR_ANSWERED:
+            client.ensure_supervisor(self.root, cgroup_parent=self.cgroup_parent)
+            _SUPERVISOR_ANSWERED.add(key)
+            return client.request(self.root, op, **args)
+        try:
+            return client.request(self.root, op, **args)
+        except errors.SupervisorError as exc:
+            if not isinstance(exc.__cause__, _UNREACHABLE):
+                raise
+        _SUPERVISOR_ANSWERED.discard(key)
         client.ensure_supervisor(self.root, cgroup_parent=self.cgroup_parent)
-        options = {} if timeout is None else {"timeout": timeout}
-        client.request(self.root, "stop", id=record["id"], **options)
-        return self.get(record["id"])
+        _SUPERVISOR_ANSWERED.add(key)
+        return client.request(self.root, op, **args)
 
     # -- signals and freezing --------------------------------------------------------------------------
 
@@ -324,7 +343,7 @@ class ContainerManager:
         with contextlib.suppress(ImportError, EngineError):
             from engine.supervise import client
 
-            if client.ping(self.root):
+            if str(self.root.path) in _SUPERVISOR_ANSWERED or client.ping(self.root):
                 client.request(self.root, "stop", id=record["id"], timeout=0)
         try:
             group = self._cgroup(record["id"])

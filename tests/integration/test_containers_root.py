@@ -536,3 +536,33 @@ def test_pause_and_kill_go_through_the_supervisor(supervised: ContainerManager) 
     final = m.get(cid)
     assert (final["state"], final["exit_code"], final["restart_count"]) == ("exited", 137, 0)
     m.remove(cid)
+
+
+def test_supervisor_is_pinged_once_and_found_again_after_it_died(
+    supervised: ContainerManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Starts and stops skip the ping round trip once the supervisor answered; when it has gone since,
+    the failed connect leads to a new supervisor and the request is sent again."""
+    from engine.supervise import client
+
+    m = supervised
+    probes: list[str] = []
+    real_probe = client._probe
+    monkeypatch.setattr(client, "_probe", lambda root: probes.append("ping") or real_probe(root))
+    monkeypatch.setattr(manager, "_SUPERVISOR_ANSWERED", set())
+    one = m.create(_spec(m, "sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"))
+    two = m.create(_spec(m, "sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"))
+    assert m.start(one["id"])["state"] == "running"
+    pings = len(probes)
+    assert pings >= 1
+    assert m.start(two["id"])["state"] == "running"
+    assert m.stop(one["id"], timeout=2)["state"] == "exited"
+    assert len(probes) == pings  # no round trip before the second start nor before the stop
+
+    client.shutdown(m.root, timeout=10)  # kills the supervised container `two` too
+    assert not client.ping(m.root)
+    restarted = m.start(one["id"])  # the connect fails: a new supervisor, the start sent once more
+    assert restarted["state"] == "running"
+    assert client.ping(m.root)
+    m.remove(one["id"], force=True)
+    m.remove(two["id"], force=True)
