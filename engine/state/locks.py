@@ -16,8 +16,12 @@ from types import EllipsisType, TracebackType
 
 from engine.errors import LockTimeout, StateError
 
-_FIRST_POLL = 0.001
-_MAX_POLL = 0.05
+# A timed wait polls at a short FIXED interval: growing pauses made waiters sleep through the moments the
+# lock was free (16 threads behind one lock formed a convoy). After a while the interval widens, so a long
+# wait (a layer being downloaded elsewhere) costs little CPU.
+_POLL = 0.002
+_SLOW_POLL = 0.02
+_SLOW_AFTER = 1.0
 
 
 class FileLock:
@@ -88,22 +92,24 @@ class FileLock:
 
 
 def _flock(fd: int, mode: int, timeout: float | None, lock: FileLock) -> None:
-    """flock with a deadline: the kernel call has none, so poll non-blocking with a growing pause."""
+    """flock with a deadline. Without one, the kernel's blocking call (it releases the GIL, and the kernel
+    hands the lock over at once); with one, non-blocking tries at a short fixed interval (the kernel call
+    has no timeout, and interrupting it would need signals, which threads cannot own)."""
     if timeout is None:
         fcntl.flock(fd, mode)
         return
-    deadline = time.monotonic() + timeout
-    pause = _FIRST_POLL
+    start = time.monotonic()
+    deadline = start + timeout
     while True:
         try:
             fcntl.flock(fd, mode | fcntl.LOCK_NB)
             return
         except BlockingIOError:
-            left = deadline - time.monotonic()
-            if left <= 0:
+            now = time.monotonic()
+            if now >= deadline:
                 raise _timeout_error(fd, lock, timeout) from None
-            time.sleep(min(pause, left))
-            pause = min(pause * 2, _MAX_POLL)
+            pause = _POLL if now - start < _SLOW_AFTER else _SLOW_POLL
+            time.sleep(min(pause, deadline - now))
 
 
 def _timeout_error(fd: int, lock: FileLock, timeout: float) -> LockTimeout:
