@@ -55,9 +55,13 @@ def start(
 
     def start_service(name: str) -> None:
         _wait_dependencies(engine, events, graph, name, found)
-        for record in found.get(name, ()):
-            if record["state"] not in ("running", "restarting"):
-                _act(events, record, "Starting", "Started", lambda r: engine.start_container(r["id"]))
+        stopped = [r for r in found.get(name, ()) if r["state"] not in ("running", "restarting")]
+        broken = [r for r in stopped if not engine.container_intact(r["id"])]
+        if broken:
+            _recreate_half_made(loaded, engine, events, name, broken)
+            return
+        for record in stopped:
+            _act(events, record, "Starting", "Started", lambda r: engine.start_container(r["id"]))
 
     for generation in graph.start_generations():
         _parallel([n for n in generation if n in selected], start_service, parallel)
@@ -329,6 +333,34 @@ def _done(events: Events, record: Record, final: str, call: Callable[[], Any]) -
         events.resource("Container", record["name"], "Error", str(exc))
         raise
     events.resource("Container", record["name"], final)
+
+
+def _recreate_half_made(
+    loaded: LoadedProject, engine: Any, events: Events, service: str, broken: Sequence[Record]
+) -> None:
+    """A CLI killed during a create or a remove leaves a row with no files: it cannot start. As `up` does,
+    remove it and let the executor create it afresh (and start the service's other stopped containers);
+    `no_recreate` keeps every intact container as it is. Nothing is created when the row is still there
+    (a --dry-run engine removes nothing)."""
+    from compose.run.executor import ProjectRunner, UpRequest
+
+    for record in broken:
+        events.resource("Container", record["name"], "Recreate")
+        engine.remove_container(record["id"], force=True)
+    if any(_exists(engine, r["id"]) for r in broken):
+        return
+    runner = ProjectRunner(loaded, engine, events)
+    runner.up(UpRequest(services=(service,), no_deps=True, no_recreate=True))
+
+
+def _exists(engine: Any, ref: str) -> bool:
+    from engine.errors import ContainerNotFound
+
+    try:
+        engine.get_container(ref)
+    except ContainerNotFound:
+        return False
+    return True
 
 
 def _stop_one(engine: Any, events: Events, record: Record, timeout: float | None) -> None:

@@ -70,6 +70,9 @@ class FakeEngine:
         self.rows[row["id"]] = row
         return row
 
+    def container_intact(self, ref: str) -> bool:
+        return True
+
     def list_containers(self, all: bool = False, labels: dict | None = None) -> list[dict]:
         rows = [r for r in self.rows.values() if all or r["state"] in lifecycle.ACTIVE]
         wanted = (labels or {}).items()
