@@ -158,8 +158,14 @@ def _container_ids(project: str) -> list[str]:
         state.close()
 
 
+def _cli_lines(root: Path, *args: str) -> list[str]:
+    out = subprocess.run([str(PYCOMPOSE), "--root", str(root), *args], capture_output=True, text=True)
+    return out.stdout.split()
+
+
 def release_root(root: Path) -> None:
     """Stop the root's supervisor, remove every network left (the builder's too), then check the kernel."""
+    from engine.errors import EngineError
     from engine.net.manager import VETH_PREFIX, NetworkManager, scope_of
     from engine.state.root import StateRoot
     from engine.supervise import client
@@ -169,12 +175,20 @@ def release_root(root: Path) -> None:
     state = StateRoot.open(root)
     try:
         containers = [row["id"] for row in state.db.query("SELECT id FROM containers")]
+        if containers:  # `down -v` failed somewhere: still leave nothing running for the next session
+            subprocess.run([str(PYCOMPOSE), "--root", str(root), "container", "rm", "-f", "-v", *containers])
+        volumes = _cli_lines(root, "volume", "ls", "-q")
+        if volumes:
+            subprocess.run([str(PYCOMPOSE), "--root", str(root), "volume", "rm", "-f", *volumes])
         client.shutdown(state)
+        leftovers = [f"container {cid}" for cid in containers] + [f"volume {name}" for name in volumes]
         networks = NetworkManager(state)
         bridges = [network.bridge for network in networks.list_networks()]
         for network in networks.list_networks():
-            networks.remove_network(network.id)
-        leftovers = [f"container {cid}" for cid in containers]
+            try:
+                networks.remove_network(network.id)
+            except EngineError as exc:
+                leftovers.append(f"network {network.name}: {exc}")
         leftovers += [f"bridge {b}" for b in bridges if Path("/sys/class/net", b).exists()]
         leftovers += [
             f"veth {name}"
