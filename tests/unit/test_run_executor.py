@@ -319,3 +319,12 @@ def test_a_container_that_is_not_intact_is_made_again_instead_of_started() -> No
         seen = as_observed(record(name, "web", "1", state="exited"))
         runner._start_existing(Action("start", "web", 1, seen), _Run())
     assert runner.did == [("start", "whole-id"), ("recreate", "half-id")]  # type: ignore[attr-defined]
+
+
+def test_worker_limit_follows_parallel_up_to_the_cap() -> None:
+    from compose.run.executor import ENGINE_THREADS, worker_limit
+
+    assert ENGINE_THREADS == 32  # a 20-service up starts every service at once
+    assert worker_limit(None) == worker_limit(-1) == worker_limit(0) == ENGINE_THREADS
+    assert worker_limit(1) == 1 and worker_limit(20) == 20
+    assert worker_limit(500) == ENGINE_THREADS
