@@ -223,50 +223,26 @@ def in_merged_view(
     """Call `work(merged, source_roots)` in a forked child with its own mount namespace, where `merged` is
     the image's layers under `paths.upper` (overlayfs) and every `sources[name]` layer list is mounted
     read-only; nothing is mounted on the host. An error in the child is raised here."""
-    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child reports through the pipe
-        _child(read_fd, write_fd, paths, layer_dirs, work, sources)
-    os.close(write_fd)
-    try:
-        raw = spawn._read_all(read_fd)
-    finally:
-        os.close(read_fd)
-        code = spawn.wait(pid)
-    if raw:
-        raise spawn._error_from(raw, "COPY")
-    if code != 0:
-        raise BuildError(f"the copy helper exited with {code}", subject="COPY")
+    spawn.run_forked(lambda: _child(paths, layer_dirs, work, sources), "COPY", failed=BuildError)
 
 
 def _child(
-    read_fd: int,
-    write_fd: int,
     paths: rootfs.ContainerPaths,
     layer_dirs: Sequence[str],
     work: Callable[[str, dict[str, str]], None],
     sources: Mapping[str, Sequence[str]],
 ) -> None:
-    """The forked helper: private mounts, the views, the work; exits without returning."""
-    status = 0
-    try:
-        os.close(read_fd)
-        sc.unshare(sc.CLONE_NEWNS)
-        sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
-        merged = str(paths.upper)
-        if layer_dirs:
-            rootfs.mount_overlay(tuple(layer_dirs), paths)
-            merged = str(paths.merged)
-        roots = {
-            name: _readonly_view(paths.base / f"src-{i}", dirs)
-            for i, (name, dirs) in enumerate(sources.items())
-        }
-        work(merged, roots)
-    except BaseException as exc:
-        with contextlib.suppress(BaseException):
-            os.write(write_fd, spawn._encode_error(exc)[:60000])
-        status = 1
-    os._exit(status)
+    """In the forked helper: private mounts, the views, the work."""
+    sc.unshare(sc.CLONE_NEWNS)
+    sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+    merged = str(paths.upper)
+    if layer_dirs:
+        rootfs.mount_overlay(tuple(layer_dirs), paths)
+        merged = str(paths.merged)
+    roots = {
+        name: _readonly_view(paths.base / f"src-{i}", dirs) for i, (name, dirs) in enumerate(sources.items())
+    }
+    work(merged, roots)
 
 
 def _readonly_view(target: Path, layer_dirs: Sequence[str]) -> str:

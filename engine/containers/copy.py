@@ -209,28 +209,7 @@ def _enter_view(merged: str, binds: list[tuple[str, str]], work: Callable[[], No
 
 def _forked(work: Callable[[], None], subject: str) -> None:
     """Fork (the child must be single-threaded to setns); errors come back as engine errors."""
-    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child reports through the pipe
-        status = 0
-        try:
-            os.close(read_fd)
-            work()
-        except BaseException as exc:
-            with contextlib.suppress(BaseException):
-                os.write(write_fd, spawn._encode_error(_as_copy_error(exc, subject))[:60000])
-            status = 1
-        os._exit(status)
-    os.close(write_fd)
-    try:
-        raw = spawn._read_all(read_fd)
-    finally:
-        os.close(read_fd)
-        code = spawn.wait(pid)
-    if raw:
-        raise spawn._error_from(raw, subject)
-    if code:
-        raise CopyError(f"the copy helper exited with {code}", subject=subject)
+    spawn.run_forked(work, subject, translate=lambda exc: _as_copy_error(exc, subject), failed=CopyError)
 
 
 def _as_copy_error(exc: BaseException, subject: str) -> BaseException:

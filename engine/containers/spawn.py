@@ -33,7 +33,7 @@ import os
 import socket
 import termios  # imported here: after pivot_root the child cannot import anything
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from engine import errors
@@ -336,6 +336,41 @@ def _namespace_fds(pid: int) -> Iterator[dict[str, int]]:
     finally:
         for fd in fds.values():
             os.close(fd)
+
+
+def run_forked(
+    work: Callable[[], None],
+    subject: str,
+    *,
+    translate: Callable[[BaseException], BaseException] | None = None,
+    failed: type[EngineError] = ContainerStartError,
+) -> None:
+    """Run `work` in a forked child and wait for it: the child is single-threaded, so it may unshare,
+    setns, mount or chroot without touching this process. An exception raised there comes back here as
+    the engine error it was (`translate` first turns foreign exceptions into one); a child that dies
+    without reporting raises `failed`."""
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        status = 0
+        try:
+            os.close(read_fd)
+            work()
+        except BaseException as exc:
+            with contextlib.suppress(BaseException):
+                os.write(write_fd, _encode_error(translate(exc) if translate else exc)[:60000])
+            status = 1
+        os._exit(status)
+    os.close(write_fd)
+    try:
+        raw = _read_all(read_fd)
+    finally:
+        os.close(read_fd)
+        code = wait(pid)
+    if raw:
+        raise _error_from(raw, subject)
+    if code != 0:
+        raise failed(f"the helper process exited with {code}", subject=subject)
 
 
 def _read_all(fd: int) -> bytes:
