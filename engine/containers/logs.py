@@ -679,12 +679,16 @@ def _decode_or_none(raw: bytes) -> LogRecord | None:
         return None
 
 
+_LOST_AFTER = 20  # listings without our file before we believe it was compressed or dropped
+
+
 def _follow(path: str, live: _Source, should_stop: Callable[[], bool]) -> Iterator[LogRecord]:
     """Read the live file as it grows; on rotation drain it, then continue in the files that replaced it.
 
     `stop` is sampled before the last read so that whatever was written before it was set is delivered.
     """
     current = live
+    misses = 0  # listings in a row that did not show our file
     try:
         while True:
             stopping = should_stop()
@@ -696,9 +700,12 @@ def _follow(path: str, live: _Source, should_stop: Callable[[], bool]) -> Iterat
                 continue
             # The name points to another file: the writer is done with ours. Drain what it wrote last.
             yield from _read_plain(current)
-            newer = _newer_sources(path, current.ino)
+            newer = _newer_sources(path, current.ino, accept_lost=misses >= _LOST_AFTER)
             if newer is None:
+                misses += 1
+                time.sleep(0.001)
                 continue
+            misses = 0
             current.close()
             for src in newer[:-1]:
                 yield from _read_closed(src)
@@ -708,14 +715,18 @@ def _follow(path: str, live: _Source, should_stop: Callable[[], bool]) -> Iterat
         current.close()
 
 
-def _newer_sources(path: str, ino: int) -> list[_Source] | None:
+def _newer_sources(path: str, ino: int, *, accept_lost: bool = False) -> list[_Source] | None:
     """The files written after the one with inode `ino`, oldest first, ending with the live file.
 
-    If that inode is no longer among the plain files (compressed or dropped), the live file alone.
-    None when the names moved while we looked (the caller simply tries again).
+    None when the names moved while we looked (the caller simply tries again). A listing made while the
+    writer renames can miss our file altogether (readdir is not atomic against renames), so "our file is
+    gone" is believed only with `accept_lost` (the caller looked several times): then it was compressed
+    or dropped and the live file alone follows — otherwise whole rotated files would be skipped.
     """
     names = [*_rotated_names(path), path]
     at = next((i for i, n in enumerate(names) if not n.endswith(".gz") and _same_inode(n, ino)), None)
+    if at is None and not accept_lost:
+        return None
     wanted = names[at + 1 :] if at is not None else [path]
     sources: list[_Source] = []
     try:
