@@ -408,7 +408,9 @@ class Daemon:
             raise ContainerNotFound("no such container", subject=cid)
         w = self.watched.get(row["id"])
         if w is not None and w.exit is None:
-            raise ContainerConflict("container is already running", subject=row["name"])
+            # Already running (or being started): nothing to do, as Docker answers 304. A client that
+            # died after asking, whose successor saw the row still `created`, must not get an error.
+            return {"id": w.id, "pid": w.pid}
         if w is not None:
             self._cancel(w)
         w = Watched(ContainerSpec.from_json(row["spec"]))
