@@ -69,3 +69,34 @@ def _build(root: Path) -> None:
             (root / "bin" / applet).symlink_to("busybox")
     (root / "etc/passwd").write_text(PASSWD)
     (root / "etc/group").write_text(GROUP)
+
+
+def run_to_end(manager, record: dict) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+    """Start a created container (no cgroup), read its output to the end, reap it: (exit code, output)."""
+    import contextlib
+    import signal
+
+    from engine.containers import spawn
+
+    spec = manager.spec_of(record)
+    read, write = os.pipe()
+    pid = None
+    try:
+        pid = spawn.start(spec, manager.root, stdio=(0, write, write), volumes=manager.volume_sources(spec))
+        os.close(write)
+        write = -1
+        chunks = []
+        while chunk := os.read(read, 65536):
+            chunks.append(chunk)
+        code = spawn.wait(pid)
+        pid = None
+        return code, b"".join(chunks).decode()
+    finally:
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                spawn.wait(pid)
+        for fd in (read, write):
+            if fd >= 0:
+                os.close(fd)

@@ -8,9 +8,7 @@ error cases use a mirror on 127.0.0.1 so they send nothing off the machine.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import threading
 import time
 import uuid
@@ -19,8 +17,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from rootfs_fixture import run_to_end
 
-from engine.containers import cgroups, records, spawn
+from engine.containers import cgroups, records
 from engine.containers.manager import ContainerManager
 from engine.containers.spec import ContainerSpec, Process
 from engine.errors import BuildError, ImageNotFound
@@ -58,7 +57,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ContainerM
 
 
 def _run(m: ContainerManager, image_id: str, script: str) -> tuple[int, str]:
-    """Create a container running `sh -c script`, start it without a cgroup, read it to the end, remove it."""
+    """Create a container running `sh -c script`, run it to the end without a cgroup, remove it."""
     spec = ContainerSpec(
         id="",
         name="pyc-test-" + uuid.uuid4().hex[:8],
@@ -67,27 +66,9 @@ def _run(m: ContainerManager, image_id: str, script: str) -> tuple[int, str]:
         process=Process(args=("/bin/sh", "-c", script)),
     )
     record = m.create(spec)
-    read, write = os.pipe()
-    pid = None
     try:
-        pid = spawn.start(m.spec_of(record), m.root, stdio=(0, write, write), volumes={})
-        os.close(write)
-        write = -1
-        chunks = []
-        while chunk := os.read(read, 65536):
-            chunks.append(chunk)
-        code = spawn.wait(pid)
-        pid = None
-        return code, b"".join(chunks).decode()
+        return run_to_end(m, record)
     finally:
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                spawn.wait(pid)
-        for fd in (read, write):
-            if fd >= 0:
-                os.close(fd)
         m.remove(record["id"], force=True)
 
 

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rootfs_fixture import busybox_tar
+from rootfs_fixture import busybox_tar, run_to_end
 
 from engine.containers import cgroups, logs, manager, records, spawn
 from engine.containers.cgroups import Cgroup
@@ -406,32 +406,6 @@ def test_named_volume_through_the_supervisor_keeps_data_after_removal(supervised
 # -- volumes_from, volumes with driver_opts, image defaults ---------------------------------------------
 
 
-def _run_to_end(m: ContainerManager, record: dict) -> tuple[int, str]:
-    """Start the container (no cgroup), read its output to the end, reap it: (exit code, output)."""
-    spec = m.spec_of(record)
-    read, write = os.pipe()
-    pid = None
-    try:
-        pid = spawn.start(spec, m.root, stdio=(0, write, write), volumes=m.volume_sources(spec))
-        os.close(write)
-        write = -1
-        chunks = []
-        while chunk := os.read(read, 65536):
-            chunks.append(chunk)
-        code = spawn.wait(pid)
-        pid = None
-        return code, b"".join(chunks).decode()
-    finally:
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                spawn.wait(pid)
-        for fd in (read, write):
-            if fd >= 0:
-                os.close(fd)
-
-
 def test_volumes_from_copies_mounts_and_ro_makes_them_read_only(
     mgr: ContainerManager, tmp_path: Path
 ) -> None:
@@ -439,7 +413,7 @@ def test_volumes_from_copies_mounts_and_ro_makes_them_read_only(
     host.mkdir()
     mounts = (Mount(type="volume", target="/data"), Mount(type="bind", source=str(host), target="/b"))
     first = mgr.create(_spec(mgr, "sh", "-c", "echo one > /data/f; echo b > /b/f", mounts=mounts))
-    assert _run_to_end(mgr, first)[0] == 0
+    assert run_to_end(mgr, first)[0] == 0
     volume = mgr.spec_of(first).mounts[0].source
     own = (Mount(type="tmpfs", target="/b"),)  # the spec's own mount at /b wins over the inherited one
     second = mgr.create(
@@ -460,7 +434,7 @@ def test_volumes_from_copies_mounts_and_ro_makes_them_read_only(
     assert inherited[0].source == volume
     assert sorted(mgr.volumes.users(volume)) == sorted([first["id"], second["id"], third["id"]])
     assert [(m.type, m.read_only) for m in mgr.spec_of(third).mounts] == [("tmpfs", False), ("volume", False)]
-    code, out = _run_to_end(mgr, second)
+    code, out = run_to_end(mgr, second)
     assert code == 0 and out.splitlines()[0] == "one" and "refused" in out
     with pytest.raises(InvalidCommand):
         mgr.create(_spec(mgr, volumes_from=((first["id"], "rx"),)))
@@ -488,7 +462,7 @@ def test_volumes_with_driver_opts_are_mounted_at_start(mgr: ContainerManager, tm
             tmp: ("tmpfs", "tmpfs", ("size=2m", "mode=1777")),
             bound: ("bind", str(device), ("ro",)),
         }
-        code, out = _run_to_end(mgr, record)
+        code, out = run_to_end(mgr, record)
         mgr.remove(record["id"])
     finally:
         mgr.volumes.remove(tmp, force=True)
@@ -515,7 +489,7 @@ def test_create_takes_env_user_workdir_and_stop_signal_from_the_image(mgr: Conta
         "app",
         "/srv",
     )
-    code, out = _run_to_end(mgr, record)
+    code, out = run_to_end(mgr, record)
     assert code == 0 and out == "image spec app /srv\n"
 
 
