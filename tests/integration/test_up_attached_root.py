@@ -19,14 +19,13 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import suppress
 from pathlib import Path
 
 import pytest
+from project_fixture import assert_nothing_left, clean_root
 
 from engine.api import Engine
 from engine.containers import cgroups
-from engine.errors import EngineError
 
 pytestmark = pytest.mark.root
 
@@ -102,48 +101,10 @@ def stack(tmp_path: Path, rootfs_tar: bytes) -> Iterator[Stack]:
         yield state
     finally:
         try:
-            _clean(root)
+            clean_root(root)
         finally:
             cgroups.remove_parent(parent)
-    _assert_nothing_left(root)
-
-
-def _clean(root: Path) -> None:
-    from engine.net import firewall
-    from engine.supervise import client
-
-    with Engine.open(str(root)) as engine:
-        try:
-            for record in engine.list_containers(all=True):
-                with suppress(EngineError):
-                    engine.remove_container(record["id"], force=True, volumes=True)
-        finally:
-            with suppress(EngineError):
-                client.shutdown(engine.root, timeout=10)
-            for network in engine.list_networks():
-                with suppress(EngineError):
-                    engine.remove_network(network.id)
-            for volume in engine.list_volumes():
-                with suppress(EngineError):
-                    engine.remove_volume(volume.name, force=True)
-            firewall.sync(engine.networks.scope, [], [])
-
-
-def _assert_nothing_left(root: Path) -> None:
-    from engine.net.manager import scope_of
-    from engine.state.root import StateRoot
-
-    state = StateRoot.open(root)
-    try:
-        leftovers = [f"container {row['id']}" for row in state.db.query("SELECT id FROM containers")]
-        rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
-        scope = scope_of(state)
-        leftovers += [line for line in rules.splitlines() if line.startswith("-A") and scope in line]
-        with open("/proc/self/mountinfo") as mounts:
-            leftovers += [f"mount {line.split()[4]}" for line in mounts if str(root) in line]
-    finally:
-        state.close()
-    assert leftovers == []
+    assert_nothing_left(root)
 
 
 class Lines:
