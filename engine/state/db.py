@@ -11,6 +11,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -209,6 +210,18 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+_OPEN: weakref.WeakSet[Database] = weakref.WeakSet()
+
+
+def _fresh_writer_locks() -> None:
+    """After fork: a parent's writer lock may be held by a thread that does not exist in the child."""
+    for database in list(_OPEN):
+        database._writer = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_writer_locks)
+
+
 class Database:
     """The state database at `path`; safe to share between threads (each gets its own connection)."""
 
@@ -225,6 +238,10 @@ class Database:
         self._local = threading.local()
         self._all: list[tuple[int, sqlite3.Connection]] = []
         self._all_lock = threading.Lock()
+        # One writer at a time inside this process: SQLite's busy handler sleeps 1..100 ms between
+        # retries, so 20 threads racing for the write lock (a parallel `up`) waited ~0.1 s each for it.
+        self._writer = threading.Lock()
+        _OPEN.add(self)
         self._enable_wal()
         self._migrate()
 
@@ -270,12 +287,21 @@ class Database:
 
     def execute(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
         """One statement; outside a transaction it commits on its own."""
-        with _translated(self.path):
+        with self._writing(sql), _translated(self.path):
             return self.connection().execute(sql, params)
 
     def executemany(self, sql: str, rows: Iterable[Params]) -> sqlite3.Cursor:
-        with _translated(self.path):
+        with self._writing(sql), _translated(self.path):
             return self.connection().executemany(sql, rows)
+
+    @contextmanager
+    def _writing(self, sql: str) -> Iterator[None]:
+        """Hold the in-process writer lock for a write that commits on its own (reads need none: WAL)."""
+        if self.in_transaction or sql.lstrip()[:6].upper() in ("SELECT", "PRAGMA"):
+            yield
+            return
+        with self._writer:
+            yield
 
     def query(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         """All rows; a Row reads like a tuple and like a mapping (`dict(row)` for a plain dict)."""
@@ -314,19 +340,20 @@ class Database:
 
     @contextmanager
     def _outer(self, conn: sqlite3.Connection) -> Iterator[None]:
-        with _translated(self.path):
-            conn.execute("BEGIN IMMEDIATE")
-        self._local.depth = 1
-        try:
-            yield
+        with self._writer:
             with _translated(self.path):
-                conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        finally:
-            self._local.depth = 0
+                conn.execute("BEGIN IMMEDIATE")
+            self._local.depth = 1
+            try:
+                yield
+                with _translated(self.path):
+                    conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            finally:
+                self._local.depth = 0
 
     @contextmanager
     def _savepoint(self, conn: sqlite3.Connection) -> Iterator[None]:
