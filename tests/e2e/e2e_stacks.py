@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -50,22 +51,27 @@ class Stack:
     port_variable: str
     port: int = field(default_factory=free_port)
     timings: list[tuple[str, float]] = field(default_factory=list)
+    root: Path = ROOT  # a test with its own state root (bad input) passes it
+    samples: Path = REPO / "samples"  # a broken copy lives in a temp dir (sample_copy)
+    project: str | None = None  # `-p NAME`: a copy gets a unique `pyct...` name
+    env: dict[str, str] = field(default_factory=dict)  # more variables for the CLI
 
     def __post_init__(self) -> None:
         STACKS.append(self)
 
     @property
     def directory(self) -> Path:
-        return REPO / "samples" / self.sample
+        return self.samples / self.sample
 
     def cli(
         self, *args: str, check: bool = True, timeout: float = CLI_TIMEOUT
     ) -> subprocess.CompletedProcess[str]:
-        """`pycompose --root ROOT ARGS` in the sample directory; a failure shows its output."""
-        env = {**os.environ, self.port_variable: str(self.port)}
+        """`pycompose --root ROOT [-p NAME] ARGS` in the sample directory; a failure shows its output."""
+        env = {**os.environ, **self.env, self.port_variable: str(self.port)}
+        project = ("-p", self.project) if self.project else ()
         started = time.monotonic()
         result = subprocess.run(
-            [str(PYCOMPOSE), "--root", str(ROOT), *args],
+            [str(PYCOMPOSE), "--root", str(self.root), *project, *args],
             cwd=self.directory,
             env=env,
             capture_output=True,
@@ -119,6 +125,12 @@ class Stack:
     def down(self) -> None:
         """`down -v --remove-orphans`, never raising: teardown must go on to the leak check."""
         self.cli("down", "-v", "--remove-orphans", "-t", "5", check=False)
+
+
+def sample_copy(sample: str, dest: Path) -> Path:
+    """A copy of samples/ (the sample and the `shared/` build contexts it points at) to break safely."""
+    shutil.copytree(REPO / "samples", dest / "samples", symlinks=True)
+    return dest / "samples" / sample
 
 
 def _short(args: tuple[str, ...]) -> str:
