@@ -1,13 +1,19 @@
-"""The LNMP sample over real HTTP: nginx -> php-fpm -> MariaDB, brought up with the real CLI.
+"""The LNMP sample over real HTTP (issue 8's scenario): web (nginx) -> php (php-fpm) -> mysql (MariaDB).
 
-One stack for the module (`up -d --build --wait` once); the tests run in file order and the last one takes
-the stack down and up again to prove what the named volume keeps and what `down -v` forgets.
+One stack for the module (`up -d --build --wait` once, on a free port through LNMP_HTTP_PORT); the tests run
+in file order and follow the issue: ps, the page, a row written and read back through PHP, nginx's access line
+for that request, scale php=3 with 30 requests, the row across down/up and gone after down -v. The last test
+kills mariadbd (SIGKILL from the host) and expects `restart: always` to bring it back.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import signal
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 
@@ -17,96 +23,101 @@ from e2e_stacks import Stack, brought_up
 pytestmark = [pytest.mark.root, pytest.mark.e2e]
 
 OK_LINE = re.compile(r"LNMP OK: PHP 8\.2\.\d+, MariaDB 10\.11\.\d+")
-TABLE = "pyct_rows"
+TOKEN = f"pyct-{uuid.uuid4().hex[:12]}"  # the row this module writes and then follows
 
 
 @pytest.fixture(scope="module")
 def lnmp(e2e_root) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
-    with brought_up(Stack("lnmp", "HTTP_PORT")) as stack:
+    with brought_up(Stack("lnmp", "LNMP_HTTP_PORT")) as stack:
         yield stack
 
 
-def php(stack: Stack, code: str) -> str:
-    """Run PHP in the php service with the page's own DB_* settings: mysqli to host `mariadb` by name."""
-    prelude = (
-        "mysqli_report(MYSQLI_REPORT_ERROR | MYSQLI_REPORT_STRICT);"
-        '$db = new mysqli(getenv("DB_HOST"), getenv("DB_USER"), getenv("DB_PASSWORD"), getenv("DB_NAME"));'
-        f'$db->query("CREATE TABLE IF NOT EXISTS {TABLE} (v VARCHAR(64) NOT NULL)");'
-    )
-    return php_raw(stack, prelude + code)
+def rows(stack: Stack, add: str | None = None) -> list[str]:
+    """GET rows.php (storing `add` first when given): the table's values, one a line."""
+    query = "?" + urllib.parse.urlencode({"add": add}) if add else ""
+    status, body = stack.request(f"/rows.php{query}")
+    assert status == 200, f"rows.php answered {status}: {body[:500]}"
+    return body.split()
 
 
-def php_raw(stack: Stack, code: str) -> str:
-    return stack.cli("exec", "-T", "php", "php", "-r", code).stdout
+def by_service(stack: Stack) -> dict[str, dict]:
+    return {row["Service"]: row for row in stack.ps()}
 
 
-def rows(stack: Stack) -> list[str]:
-    out = php(stack, f'foreach ($db->query("SELECT v FROM {TABLE}")->fetch_all() as $r) echo $r[0], "\\n";')
-    return out.split()
+def test_ps_shows_three_running_containers_with_the_published_port(lnmp: Stack) -> None:
+    services = by_service(lnmp)
+    assert sorted(services) == ["mysql", "php", "web"]
+    assert {row["State"] for row in services.values()} == {"running"}
+    assert services["mysql"]["Health"] == "healthy"
+    assert f":{lnmp.port}->80/tcp" in services["web"]["Ports"], services["web"]["Ports"]
 
 
-def insert(stack: Stack, value: str) -> None:
-    php(stack, f"$db->query(\"INSERT INTO {TABLE} VALUES ('{value}')\");")
-
-
-def test_the_page_reports_php_reaching_mariadb(lnmp: Stack) -> None:
+def test_the_php_page_reports_a_database_connection(lnmp: Stack) -> None:
     body = lnmp.wait_for("/", "LNMP OK")
     assert OK_LINE.search(body), body
 
 
-def test_ps_shows_three_running_containers_mariadb_healthy(lnmp: Stack) -> None:
-    by_service = {row["Service"]: row for row in lnmp.ps()}
-    assert sorted(by_service) == ["mariadb", "nginx", "php"]
-    assert {row["State"] for row in by_service.values()} == {"running"}
-    assert by_service["mariadb"]["Health"] == "healthy"
-    assert f"127.0.0.1:{lnmp.port}->80/tcp" in by_service["nginx"]["Ports"]
+def test_a_row_written_through_php_is_read_back(lnmp: Stack) -> None:
+    assert TOKEN in rows(lnmp, add=TOKEN)
+    assert rows(lnmp).count(TOKEN) == 1
 
 
-def test_php_writes_a_row_and_reads_it_back(lnmp: Stack) -> None:
-    token = f"pyct-{uuid.uuid4().hex[:12]}"
-    insert(lnmp, token)
-    assert token in rows(lnmp)
-
-
-def test_logs_hold_the_nginx_access_line(lnmp: Stack) -> None:
-    token = uuid.uuid4().hex[:12]
-    status, _ = lnmp.request(f"/?pyct={token}")
-    assert status == 200
-    wanted = f'"GET /?pyct={token} HTTP/1.1" 200'
+def test_logs_web_shows_the_access_line_of_that_request(lnmp: Stack) -> None:
+    wanted = f'"GET /rows.php?add={TOKEN} HTTP/1.1" 200'
     deadline = time.monotonic() + 10
-    while wanted not in (out := lnmp.cli("logs", "nginx").stdout):
+    while wanted not in (out := lnmp.cli("logs", "web").stdout):
         assert time.monotonic() < deadline, f"no access line {wanted!r} in:\n{out[-2000:]}"
         time.sleep(0.5)
-    assert re.search(rf"^nginx-1\s+\|.*{re.escape(wanted)}", out, re.M), out[-2000:]
+    assert re.search(rf"^web-1\s+\|.*{re.escape(wanted)}", out, re.M), out[-2000:]
 
 
-def test_scale_php_to_three_and_every_request_succeeds(lnmp: Stack) -> None:
+def test_scale_php_to_three_and_thirty_requests_succeed(lnmp: Stack) -> None:
     lnmp.cli("scale", "php=3")
     try:
-        assert sorted(r["Name"] for r in lnmp.ps() if r["Service"] == "php") == [
-            "lnmp-php-1",
-            "lnmp-php-2",
-            "lnmp-php-3",
-        ]
+        php = sorted(r["Name"] for r in lnmp.ps() if r["Service"] == "php" and r["State"] == "running")
+        assert php == ["lnmp-php-1", "lnmp-php-2", "lnmp-php-3"]
         answers = [lnmp.request("/") for _ in range(30)]
-        assert [status for status, _ in answers] == [200] * 30
+        assert [status for status, _ in answers] == [200] * 30, answers
         assert all(OK_LINE.search(body) for _, body in answers)
     finally:
         lnmp.cli("scale", "php=1")
 
 
-def test_a_row_survives_down_and_up_and_is_gone_after_down_v(lnmp: Stack) -> None:
-    token = f"pyct-{uuid.uuid4().hex[:12]}"
-    insert(lnmp, token)
+def test_the_row_survives_down_and_up_and_is_gone_after_down_v(lnmp: Stack) -> None:
     lnmp.cli("down")
     assert lnmp.ps() == []
-    lnmp.cli("up", "-d", "--wait")
+    assert "lnmp_dbdata" in lnmp.cli("volume", "ls", "-q").stdout.split()
+    lnmp.cli("up", "-d")
     lnmp.wait_for("/", "LNMP OK")
-    assert token in rows(lnmp), "the named volume lost the row across down/up"
+    assert TOKEN in rows(lnmp), "the named volume lost the row across down/up"
 
     lnmp.cli("down", "-v")
-    volumes = lnmp.cli("volume", "ls", "-q").stdout.split()
-    assert "lnmp_db-data" not in volumes
-    lnmp.cli("up", "-d", "--wait")
+    assert "lnmp_dbdata" not in lnmp.cli("volume", "ls", "-q").stdout.split()
+    lnmp.cli("up", "-d")
     lnmp.wait_for("/", "LNMP OK")
-    assert token not in rows(lnmp), "down -v kept the database"
+    assert TOKEN not in rows(lnmp), "down -v kept the database"
+
+
+def test_restart_always_brings_mysql_back_after_mariadbd_is_killed(lnmp: Stack) -> None:
+    before = inspect(lnmp, "lnmp-mysql-1")
+    assert before["State"]["Running"] and before["State"]["Pid"] > 0
+    os.kill(before["State"]["Pid"], signal.SIGKILL)  # mariadbd is PID 1 of the container: a real crash
+    deadline = time.monotonic() + 30
+    while True:
+        after = inspect(lnmp, "lnmp-mysql-1")
+        if after["State"]["Running"] and after["State"]["Pid"] not in (0, before["State"]["Pid"]):
+            break
+        assert time.monotonic() < deadline, f"mysql not restarted in 30 s: {after['State']}"
+        time.sleep(0.2)
+    assert after["RestartCount"] > before["RestartCount"]
+    body = lnmp.wait_for("/", "LNMP OK", timeout=30)
+    assert OK_LINE.search(body), body
+    marker = f"pyct-{uuid.uuid4().hex[:12]}"
+    assert marker in rows(lnmp, add=marker), "the restarted database takes no write"
+
+
+def inspect(stack: Stack, name: str) -> dict:
+    """`container inspect NAME`: Docker's shape (State.Pid is the host pid of the container's PID 1)."""
+    out = stack.cli("container", "inspect", name).stdout
+    data = json.loads(out)
+    return data[0] if isinstance(data, list) else data
