@@ -92,6 +92,11 @@ class Stack:
         out = self.cli("ps", "-a", "--format", "json").stdout
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
+    def inspect(self, name: str) -> dict:
+        """`container inspect NAME`: Docker's shape (State.Pid is the host pid of the container's PID 1)."""
+        data = json.loads(self.cli("container", "inspect", name).stdout)
+        return data[0] if isinstance(data, list) else data
+
     def url(self, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
