@@ -143,8 +143,9 @@ class Engine:
         """Networks of this state root (pyroute2 is imported only when the kernel is touched)."""
         if self._networks is None:
             from engine.net.manager import NetworkManager
+            from engine.supervise.client import SupervisedBridges
 
-            self._networks = NetworkManager(self.root)
+            self._networks = NetworkManager(self.root, bridges=SupervisedBridges(self.root))
         return self._networks
 
     def _registry_client(self):

@@ -25,7 +25,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from engine.containers.spec import ContainerSpec, NetworkSetup, PortBinding
 from engine.errors import ContainerNotFound, NetworkError
@@ -82,12 +82,36 @@ def _prefix(subnet: str) -> int:
     return ipaddress.ip_network(subnet, strict=False).prefixlen
 
 
+class Bridges(Protocol):
+    """Who makes and deletes a network's bridge: this process (LocalBridges) or a long-lived one that
+    already has the netlink library loaded (the supervisor: importing pyroute2 costs ~0.17 s per CLI run)."""
+
+    def ensure(self, name: str, addresses: Sequence[str], mtu: int) -> None: ...
+
+    def delete(self, name: str) -> None: ...
+
+
+class LocalBridges:
+    """Bridges made by this process through engine.net.links."""
+
+    def ensure(self, name: str, addresses: Sequence[str], mtu: int) -> None:
+        from engine.net import links
+
+        links.ensure_bridge(name, addresses, mtu)
+
+    def delete(self, name: str) -> None:
+        from engine.net import links
+
+        links.delete_bridge(name)
+
+
 class NetworkManager:
     """Networks of one state root and the attachment of its containers."""
 
-    def __init__(self, root: StateRoot) -> None:
+    def __init__(self, root: StateRoot, bridges: Bridges | None = None) -> None:
         from engine.net.store import NetworkStore
 
+        self.bridges: Bridges = bridges or LocalBridges()
         self.root = root
         self.db = root.db
         self.store = NetworkStore(root.db)
@@ -102,7 +126,12 @@ class NetworkManager:
     # -- networks --------------------------------------------------------------------------------------
 
     def create_network(self, spec: NetworkSpec) -> Network:
-        """State row, bridge (gateway addresses, MTU), rules; on any error the earlier steps are undone."""
+        """State row, bridge (gateway addresses, MTU), rules; on any error the earlier steps are undone.
+
+        The bridge is made outside the network lock: `bridges` may be the supervisor, whose loop takes that
+        lock to start containers (holding it while waiting for the supervisor could deadlock). Meanwhile
+        the row names a bridge not made yet, the state a crash leaves and `sweep` repairs.
+        """
         from engine.net import ipam, links
 
         if spec.driver not in ("bridge", ""):
@@ -113,17 +142,19 @@ class NetworkManager:
             subnets = ipam.plan_subnets(spec.ipam, in_use, enable_ipv6=spec.enable_ipv6, seed=spec.name)
             bridge = _option(spec, OPT_BRIDGE_NAME) or BRIDGE_PREFIX + os.urandom(6).hex()[:11]
             network = self.store.create(spec, subnets, bridge, mtu)
-            try:
-                links.ensure_bridge(bridge, [f"{s.gateway}/{_prefix(s.subnet)}" for s in subnets], mtu)
+        try:
+            self.bridges.ensure(bridge, [f"{s.gateway}/{_prefix(s.subnet)}" for s in subnets], mtu)
+            with self._locked():
                 links.enable_forwarding()
                 self._sync_firewall()
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    links.delete_bridge(bridge)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.bridges.delete(bridge)
+            with self._locked():
                 self.store.remove(network.id)
                 with contextlib.suppress(Exception):
                     self._sync_firewall()
-                raise
+            raise
         return network
 
     @staticmethod
@@ -140,13 +171,16 @@ class NetworkManager:
         return mtu
 
     def remove_network(self, ref: str) -> str:
-        """Returns the name removed. Raises NetworkInUse / NetworkNotFound."""
-        from engine.net import links
+        """Returns the name removed. Raises NetworkInUse / NetworkNotFound.
 
+        The bridge goes outside the network lock (see create_network) and before the row: a crash in
+        between leaves a row whose bridge `sweep` recreates and whose `rm` can be repeated.
+        """
         with self._locked():
             network = self.store.get(ref)
             self._check_unused(network)
-            links.delete_bridge(network.bridge)
+        self.bridges.delete(network.bridge)
+        with self._locked():
             self.store.remove(network.id)
             self._sync_firewall()
         return network.name

@@ -1064,6 +1064,8 @@ class Daemon:
                 result = self.status(request.get("id"))
             elif op == "shutdown":
                 result = await self.shutdown()
+            elif op == "bridge":
+                result = self.bridge(request)
             else:
                 raise errors.SupervisorError(f"unknown op {op!r}")
             return {"ok": True, **result}
@@ -1071,6 +1073,21 @@ class Daemon:
             return {"ok": False, "error": exc.message, "type": type(exc).__name__, "subject": exc.subject}
         except Exception as exc:  # a bug must not kill the daemon
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "type": "SupervisorError"}
+
+    def bridge(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Make or delete a network's bridge for a CLI (client.SupervisedBridges: we have pyroute2 loaded).
+        links runs it in a thread joined before we return (no thread lives at a fork); the loop waits
+        for it: a few ms to make one, ~50 ms of kernel time to delete one."""
+        from engine.net import links
+
+        name = str(request["name"])
+        if request.get("action") == "ensure":
+            links.ensure_bridge(name, [str(a) for a in request["addresses"]], int(request["mtu"]))
+        elif request.get("action") == "delete":
+            links.delete_bridge(name)
+        else:
+            raise errors.SupervisorError(f"unknown bridge action {request.get('action')!r}")
+        return {}
 
     def status(self, cid: str | None) -> dict[str, Any]:
         rows = [records.get(self.db, cid)] if cid else records.list_all(self.db)
