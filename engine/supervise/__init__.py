@@ -13,8 +13,30 @@ Modules (one job each); the design, with measurements, is DESIGN.md next to this
 - `client`   the CLI side: `ensure_supervisor(root)`, `request(root, op, **args)`, `shutdown(root)`.
 """
 
-from engine.supervise.health import HealthConfig, HealthState, ProbeResult, Status
-from engine.supervise.restart import Decision, ExitFacts, Mode, RestartPolicy, decide
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "HealthConfig": "health",
+    "HealthState": "health",
+    "ProbeResult": "health",
+    "Status": "health",
+    "Decision": "restart",
+    "ExitFacts": "restart",
+    "Mode": "restart",
+    "RestartPolicy": "restart",
+    "decide": "restart",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The pure modules' names, imported on first use: `health` pulls in asyncio, which a CLI that only
+    talks to the supervisor (engine.supervise.client) does not need."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"engine.supervise.{module}"), name)
+
 
 __all__ = [
     "Decision",

@@ -24,9 +24,8 @@ from typing import Any
 
 from engine import errors
 from engine.state.root import StateRoot
-from engine.supervise import keeper
-from engine.supervise.daemon import SOCKET_NAME, SUPERVISOR_LOCK, _error_from
-from engine.supervise.keeper import LOG_NAME
+from engine.supervise.protocol import LOG_NAME, SOCKET_NAME, SUPERVISOR_LOCK
+from engine.supervise.protocol import error_from as _error_from
 
 START_TIMEOUT = 10.0
 REQUEST_TIMEOUT = 120.0
@@ -71,6 +70,8 @@ def ensure_supervisor(
         if state == "ok":
             return
         if state == "none" and not launched:  # a keeper that finds the lock taken exits at once
+            from engine.supervise import keeper  # only to launch one: it imports much
+
             keeper.launch(root.path, cgroup_parent)
             launched = True
         time.sleep(0.02)

@@ -46,10 +46,10 @@ from engine.state.db import Database
 from engine.state.locks import FileLock
 from engine.state.root import StateRoot
 from engine.supervise import health, keeper, restart
+from engine.supervise.protocol import SOCKET_NAME, SUPERVISOR_LOCK
+from engine.supervise.protocol import error_from as _error_from
 from engine.volumes import VolumeStore
 
-SOCKET_NAME = "supervisor.sock"
-SUPERVISOR_LOCK = "supervisor.lock"
 PIPE_SIZE = 1 << 20  # DESIGN.md: room for a supervisor restart gap
 F_SETPIPE_SZ = 1031
 DRAIN_TIMEOUT = 2.0  # after an exit, how long the pipes may take to reach EOF
@@ -1215,14 +1215,6 @@ def _error_body(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, EngineError):
         return {"type": type(exc).__name__, "error": exc.message, "subject": exc.subject}
     return {"type": "ContainerStartError", "error": f"{type(exc).__name__}: {exc}"}
-
-
-def _error_from(body: dict[str, Any]) -> EngineError:
-    """An error reply as the engine error class it names (unknown names: SupervisorError)."""
-    cls = getattr(errors, str(body.get("type")), errors.SupervisorError)
-    if not (isinstance(cls, type) and issubclass(cls, EngineError)):
-        cls = errors.SupervisorError
-    return cls(str(body.get("error")), subject=body.get("subject"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,7 @@ import test_supervise_root as base
 
 from engine.state.locks import FileLock
 from engine.supervise import client
-from engine.supervise.daemon import SOCKET_NAME, SUPERVISOR_LOCK
+from engine.supervise.protocol import SOCKET_NAME, SUPERVISOR_LOCK
 
 pytestmark = pytest.mark.root
 

@@ -1,0 +1,22 @@
+"""What the supervisor and its clients share: file names under the state root and how an error reply
+becomes an engine error. Kept free of the daemon's imports (asyncio, the runtime) so a CLI that only
+talks to the supervisor loads little."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine import errors
+from engine.errors import EngineError
+
+SOCKET_NAME = "supervisor.sock"  # under <root>/run
+SUPERVISOR_LOCK = "supervisor.lock"  # under <root>/locks: held by the serving daemon
+LOG_NAME = "supervisor.log"  # under <root>/run: the keeper's and daemon's own output
+
+
+def error_from(body: dict[str, Any]) -> EngineError:
+    """An error reply as the engine error class it names (unknown names: SupervisorError)."""
+    cls = getattr(errors, str(body.get("type")), errors.SupervisorError)
+    if not (isinstance(cls, type) and issubclass(cls, EngineError)):
+        cls = errors.SupervisorError
+    return cls(str(body.get("error")), subject=body.get("subject"))
