@@ -215,8 +215,9 @@ def release_root(root: Path) -> None:
         rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
         scope = scope_of(state)
         leftovers += [line for line in rules.splitlines() if line.startswith("-A") and scope in line]
+        inside = f"{str(root).rstrip('/')}/"  # not a sibling root's mounts (e2e-root vs e2e-root-lnmp)
         with open("/proc/self/mountinfo") as mounts:
-            leftovers += [f"mount {line.split()[4]}" for line in mounts if str(root) in line]
+            leftovers += [f"mount {line.split()[4]}" for line in mounts if inside in line]
         netns = root / "run" / "netns"
         leftovers += [f"netns {name}" for name in (os.listdir(netns) if netns.exists() else [])]
     finally:
