@@ -2,8 +2,9 @@
 
 One stack for the module (`up -d --build --wait` once, on a free port through LNMP_HTTP_PORT); the tests run
 in file order and follow the issue: ps, the page, a row written and read back through PHP, nginx's access line
-for that request, scale php=3 with 30 requests, the row across down/up and gone after down -v. The last test
-kills mariadbd (SIGKILL from the host) and expects `restart: always` to bring it back.
+for that request, scale php=3 with 30 requests, stop (every server exits 0) and start, the row across
+down/up and gone after down -v. Then mariadbd is killed (SIGKILL from the host) and `restart: always` must
+bring it back; last, the shared MariaDB image alone (its MYSQL_*/MARIADB_* variables).
 """
 
 from __future__ import annotations
@@ -81,6 +82,21 @@ def test_scale_php_to_three_and_thirty_requests_succeed(lnmp: Stack) -> None:
         assert all(OK_LINE.search(body) for _, body in answers)
     finally:
         lnmp.cli("scale", "php=1")
+
+
+def test_stop_shuts_every_server_down_cleanly_and_start_brings_the_page_back(lnmp: Stack) -> None:
+    lnmp.cli("stop")
+    assert {(r["Service"], r["State"], r["ExitCode"]) for r in lnmp.ps()} == {
+        ("mysql", "exited", 0),
+        ("php", "exited", 0),
+        ("web", "exited", 0),
+    }
+    logs = lnmp.cli("logs", "mysql")
+    assert "mariadbd: Shutdown complete" in logs.stdout + logs.stderr
+    lnmp.cli("start")
+    body = lnmp.wait_for("/", "LNMP OK", timeout=30)
+    assert OK_LINE.search(body), body
+    assert TOKEN in rows(lnmp)
 
 
 def test_the_row_survives_down_and_up_and_is_gone_after_down_v(lnmp: Stack) -> None:
