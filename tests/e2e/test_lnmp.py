@@ -9,7 +9,6 @@ bring it back; last, the shared MariaDB image alone (its MYSQL_*/MARIADB_* varia
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -115,12 +114,12 @@ def test_the_row_survives_down_and_up_and_is_gone_after_down_v(lnmp: Stack) -> N
 
 
 def test_restart_always_brings_mysql_back_after_mariadbd_is_killed(lnmp: Stack) -> None:
-    before = inspect(lnmp, "lnmp-mysql-1")
+    before = lnmp.inspect("lnmp-mysql-1")
     assert before["State"]["Running"] and before["State"]["Pid"] > 0
     os.kill(before["State"]["Pid"], signal.SIGKILL)  # mariadbd is PID 1 of the container: a real crash
     deadline = time.monotonic() + 30
     while True:
-        after = inspect(lnmp, "lnmp-mysql-1")
+        after = lnmp.inspect("lnmp-mysql-1")
         if after["State"]["Running"] and after["State"]["Pid"] not in (0, before["State"]["Pid"]):
             break
         assert time.monotonic() < deadline, f"mysql not restarted in 30 s: {after['State']}"
@@ -130,13 +129,6 @@ def test_restart_always_brings_mysql_back_after_mariadbd_is_killed(lnmp: Stack) 
     assert OK_LINE.search(body), body
     marker = f"pyct-{uuid.uuid4().hex[:12]}"
     assert marker in rows(lnmp, add=marker), "the restarted database takes no write"
-
-
-def inspect(stack: Stack, name: str) -> dict:
-    """`container inspect NAME`: Docker's shape (State.Pid is the host pid of the container's PID 1)."""
-    out = stack.cli("container", "inspect", name).stdout
-    data = json.loads(out)
-    return data[0] if isinstance(data, list) else data
 
 
 MARIADB_COMPOSE = """\
