@@ -26,7 +26,7 @@ from engine.containers import logs, records, rootfs, spawn
 from engine.containers.cgroups import DEFAULT_PARENT, Cgroup
 from engine.containers.spec import ContainerSpec, Healthcheck, Mount
 from engine.errors import ContainerConflict, ContainerNotFound, EngineError
-from engine.images.store import ImageStore
+from engine.images.store import Image, ImageStore
 from engine.state.root import StateRoot
 from engine.volumes.store import ANONYMOUS_LABEL, VolumeStore
 
@@ -81,8 +81,9 @@ class ContainerManager:
         mounts without a source get an anonymous volume; an empty volume receives the image's files at
         the mount point (docker's copy-up) unless `nocopy`. Any failure undoes what was done.
         """
-        spec = self._complete(spec)
-        spec = with_image_defaults(spec, self.images.get_image(spec.image_id).config)
+        image = self.images.get_image(spec.image_id)
+        spec = self._complete(spec, image)
+        spec = with_image_defaults(spec, image.config)
         spec = dataclasses.replace(spec, mounts=spec.mounts + self._mounts_from(spec))
         anonymous: list[str] = []
         mounts = tuple(self._volume_mount(m, anonymous) for m in spec.mounts)
@@ -118,14 +119,13 @@ class ContainerManager:
             self._networks = NetworkManager(self.root)
         return self._networks
 
-    def _complete(self, spec: ContainerSpec) -> ContainerSpec:
+    def _complete(self, spec: ContainerSpec, image: Image) -> ContainerSpec:
         cid = spec.id or os.urandom(32).hex()
         name = spec.name or cid[:12]
         if not NAME_RE.fullmatch(name):
             raise ContainerConflict(
                 f"invalid container name {name!r}: [a-zA-Z0-9][a-zA-Z0-9_.-]+", subject=name
             )
-        image = self.images.get_image(spec.image_id)
         layer_dirs = spec.layer_dirs or tuple(self.images.layer_dirs(image))
         return dataclasses.replace(spec, id=cid, name=name, layer_dirs=layer_dirs)
 

@@ -16,6 +16,7 @@ layer or blob is in use while some image row names it (and, later, some containe
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import errno
 import hashlib
@@ -90,6 +91,10 @@ class ImageStore:
     def __init__(self, root: StateRoot) -> None:
         self._root = root
         self._db = root.db
+        # Parsed JSON blobs (manifests, configs) by digest, once read and checked: content-addressed, so
+        # never stale. A parallel `up` reads the same image's blobs for every container it creates.
+        self._json_blobs: dict[str, Any] = {}
+        self._layer_blobs: dict[str, list[str]] = {}
 
     # ----------------------------------------------------------------------------------------- leases
 
@@ -445,18 +450,27 @@ class ImageStore:
             created=row["created"],
             size=row["size"] or 0,
             platform=Platform(row["os"] or "linux", row["architecture"] or "amd64", row["variant"]),
-            config=json.loads(self.read_blob(image_id)),
+            config=self._json_blob(image_id),
             layers=tuple(layers),
             repo_tags=tuple(tags),
             repo_digests=tuple(digests),
         )
 
     def _manifest_layer_blobs(self, manifest_digest: str) -> list[str]:
-        try:
-            manifest = mf.parse_manifest(self.read_blob(manifest_digest), None)
-        except EngineError:
-            return []
-        return [d.digest for d in getattr(manifest, "layers", ())]
+        cached = self._layer_blobs.get(manifest_digest)
+        if cached is None:
+            try:
+                manifest = mf.parse_manifest(self.read_blob(manifest_digest), None)
+            except EngineError:
+                return []
+            cached = self._layer_blobs[manifest_digest] = [d.digest for d in getattr(manifest, "layers", ())]
+        return list(cached)
+
+    def _json_blob(self, digest: str) -> Any:
+        """A JSON blob parsed; a fresh copy each time (callers may change what they get)."""
+        if digest not in self._json_blobs:
+            self._json_blobs[digest] = json.loads(self.read_blob(digest))
+        return copy.deepcopy(self._json_blobs[digest])
 
     def _names_of(self, image_id: str) -> tuple[list[str], list[str]]:
         tags = [
