@@ -17,8 +17,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
 shift || true
-samples=("${@:-lnmp}")
-[ $# -gt 0 ] || samples=(lnmp wordpress)
+samples=("$@")
+[ ${#samples[@]} -gt 0 ] || samples=(lnmp wordpress)
 repo=$(pwd)
 export PYCOMPOSE_BENCH_ROOT=${PYCOMPOSE_BENCH_ROOT:-/var/cache/pycompose-bench/samples-root}
 export PYCOMPOSE_CGROUP_PARENT="pyct-bench-samples-$$"
