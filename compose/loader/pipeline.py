@@ -60,6 +60,9 @@ class LoadSettings:
     consistency: bool = True
     discard_env_file: bool = True
     services: Sequence[str] = ()
+    # Named on the command line (`run SVC`, `up SVC`): on even when their profile is not active, with
+    # their dependencies, as docker compose does; unlike `services`, nothing else is dropped.
+    enable: Sequence[str] = ()
 
 
 @dataclass
@@ -453,7 +456,7 @@ def _finish(
     if unknown:
         raise ComposeError(f"no such service: {unknown[0]}")
     declared = data.get("services") or {}
-    data = apply_profiles(data, active, settings.services, locate=locator)
+    data = apply_profiles(data, active, [*settings.services, *settings.enable], locate=locator)
     disabled = tuple(sorted(set(declared) - set(data.get("services") or {})))
     if settings.services:
         data = _select_services(data, settings.services)

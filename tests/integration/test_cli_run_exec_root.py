@@ -65,6 +65,10 @@ services:
       - sh
       - -c
       - i=0; while [ $$i -lt 40 ]; do echo tick $$i; i=$$((i+1)); sleep 0.2; done; exit 5
+  migrate:
+    image: pyc-test/busybox:1
+    profiles: [tools]
+    command: ["sh", "-c", "exit 4"]
 """
 
 
@@ -243,6 +247,17 @@ def test_run_unknown_service_fails_cleanly(project: Project) -> None:
 
 
 # -- exec ---------------------------------------------------------------------------------------------
+
+
+def test_run_of_a_service_whose_profile_is_off_enables_it(project: Project) -> None:
+    """docker compose: a service named on the command line runs even when its profile is not active."""
+    result = project.cli("run", "--rm", "-T", "migrate")
+    assert result.returncode == 4, result.stderr
+    assert project.containers(**{"com.docker.compose.service": "migrate"}) == []  # --rm
+    result = project.cli("up", "-d")  # without the profile, `up` leaves it out and does not call it an orphan
+    assert result.returncode == 0, result.stderr
+    assert "orphan" not in result.stderr
+    assert project.containers(**{"com.docker.compose.service": "migrate"}) == []
 
 
 def test_exec_exit_code_env_user_workdir(project: Project) -> None:

@@ -51,11 +51,14 @@ def add_parser(subparsers) -> None:
 # -- which services, which image ------------------------------------------------------------------------
 
 
-def load(args, context) -> LoadedProject:
+def load(args, context, *, enable: Sequence[str] = ()) -> LoadedProject:
+    """The project of the global flags; `enable`: services named on the command line, turned on even
+    when their profile is not active (docker compose's `run SVC`, `up SVC`)."""
     from compose.cli.project import project_options
-    from compose.loader.pipeline import load_project
+    from compose.loader.pipeline import LoadSettings, load_project
 
-    return load_project(project_options(args), warn=context.warn)
+    settings = LoadSettings(enable=tuple(enable))
+    return load_project(project_options(args), settings, warn=context.warn)
 
 
 def selected_services(loaded: LoadedProject, names: Sequence[str], *, include_deps: bool) -> list[str]:

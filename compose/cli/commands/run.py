@@ -113,7 +113,8 @@ def _open(args, context):  # type: ignore[no-untyped-def]
     from compose.cli.commands.project_images import load
     from engine.api import Engine
 
-    loaded = load(args, context)
+    named = getattr(args, "service", None)
+    loaded = load(args, context, enable=[named] if named else [])
     return loaded, Engine.open(getattr(args, "root", None))
 
 

@@ -217,7 +217,7 @@ class _session:
         from compose.run.executor import ProjectRunner
 
         args = self.args
-        loaded = load(args, self.context)
+        loaded = load(args, self.context, enable=getattr(args, "services", None) or ())
         self.engine = open_engine(args)
         self.events = make_events(args, self.context)
         builder = _builder(args, self.context, loaded) if self.build else None
