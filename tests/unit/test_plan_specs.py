@@ -566,31 +566,24 @@ def test_lnmp_sample_specs():
         name: container_spec(project, svc, Placement(1, image, "h-" + name), identity)
         for name, svc in project.services.items()
     }
-    nginx, php, db = specs["nginx"], specs["php"], specs["mariadb"]
-    assert [s.name for s in (nginx, php, db)] == ["lnmp-nginx-1", "lnmp-php-1", "lnmp-mariadb-1"]
-    assert nginx.ports == (PortBinding(80, "tcp", "127.0.0.1", 8080),)
-    assert nginx.mounts == (Mount("bind", "/var/www/html", str(SAMPLES / "lnmp" / "www"), read_only=True),)
-    assert [(n.network, n.aliases) for n in php.networks] == [
-        ("lnmp_backend", ("php",)),
-        ("lnmp_frontend", ("php",)),
-    ]
-    assert dict(php.process.env)["DB_HOST"] == "mariadb"
-    assert db.mounts == (Mount("volume", "/var/lib/mysql", "lnmp_db-data"),)
-    assert db.healthcheck == (
-        ("CMD", "mysqladmin", "ping", "-h", "127.0.0.1", "--silent"),
-        5.0,
-        3.0,
-        10.0,
-        None,
-        30,
+    web, php, db = specs["web"], specs["php"], specs["mysql"]
+    assert [s.name for s in (web, php, db)] == ["lnmp-web-1", "lnmp-php-1", "lnmp-mysql-1"]
+    assert web.ports == (PortBinding(80, "tcp", "", 80),)
+    assert web.mounts == (
+        Mount("bind", "/etc/nginx/conf.d", str(SAMPLES / "lnmp" / "nginx"), read_only=True),
+        Mount("bind", "/var/www/html", str(SAMPLES / "lnmp" / "html"), read_only=True),
     )
-    assert {s.restart for s in specs.values()} == {"unless-stopped"}
-    assert dict(nginx.labels)["com.docker.compose.depends_on"] == "php:service_started:false"
+    assert [(n.network, n.aliases) for n in php.networks] == [("lnmp_lnmp-network", ("php",))]
+    assert dict(php.process.env)["DB_HOST"] == "mysql"
+    assert db.mounts == (Mount("volume", "/var/lib/mysql", "lnmp_dbdata"),)
+    assert db.healthcheck == (("CMD", "healthcheck.sh"), 10.0, 5.0, 30.0, 0.1, 3)
+    assert {s.restart for s in specs.values()} == {"always"}
+    assert dict(php.labels)["com.docker.compose.depends_on"] == "mysql:service_healthy:false"
     assert dict(db.labels)["com.docker.compose.project.config_files"] == str(
         SAMPLES / "lnmp" / "compose.yaml"
     )
-    assert set(network_specs(project, identity)) == {"frontend", "backend"}
-    assert volume_requests(project, identity)["db-data"].name == "lnmp_db-data"
+    assert set(network_specs(project, identity)) == {"lnmp-network"}
+    assert volume_requests(project, identity)["dbdata"].name == "lnmp_dbdata"
 
 
 def test_wordpress_sample_specs():

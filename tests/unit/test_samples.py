@@ -17,23 +17,28 @@ def load(name: str):
 
 
 def test_lnmp_model_and_start_order():
+    """The tutorial's shape (issue 8): web / php / mysql on lnmp-network, dbdata, restart always."""
     project = load("lnmp")
     assert project.name == "lnmp"
     graph = ServiceGraph(project.data["services"])
-    assert graph.start_generations() == [["mariadb"], ["php"], ["nginx"]]
-    assert graph.stop_generations() == [["nginx"], ["php"], ["mariadb"]]
+    assert graph.start_generations() == [["mysql"], ["php"], ["web"]]
+    assert graph.stop_generations() == [["web"], ["php"], ["mysql"]]
     model = project.model
-    mariadb = model.services["mariadb"]
-    assert mariadb.healthcheck.interval == 5.0
-    assert mariadb.healthcheck.retries == 30
-    assert mariadb.environment["MARIADB_PASSWORD"] == "lnmp-sample-password"
-    nginx = model.services["nginx"]
-    assert [(p.host_ip, p.published, p.target) for p in nginx.ports] == [("127.0.0.1", "8080", 80)]
-    assert nginx.volumes[0].source == str(SAMPLES / "lnmp" / "www")
-    assert nginx.volumes[0].read_only is True
-    assert nginx.depends_on["php"].condition == "service_started"
-    assert model.networks["backend"].name == "lnmp_backend"
-    assert model.volumes["db-data"].name == "lnmp_db-data"
+    mysql = model.services["mysql"]
+    assert mysql.healthcheck.start_interval == 0.1
+    assert mysql.environment["MYSQL_PASSWORD"] == "lnmp-sample-password"
+    assert mysql.volumes[0].source == "dbdata" and mysql.volumes[0].target == "/var/lib/mysql"
+    web = model.services["web"]
+    assert [(p.host_ip, p.published, p.target) for p in web.ports] == [(None, "80", 80)]
+    assert [(v.source, v.target) for v in web.volumes] == [
+        (str(SAMPLES / "lnmp" / "nginx"), "/etc/nginx/conf.d"),
+        (str(SAMPLES / "lnmp" / "html"), "/var/www/html"),
+    ]
+    assert web.depends_on["mysql"].condition == "service_healthy"
+    assert model.services["php"].depends_on["mysql"].condition == "service_healthy"
+    assert {s.restart for s in model.services.values()} == {"always"}
+    assert model.networks["lnmp-network"].name == "lnmp_lnmp-network"
+    assert model.volumes["dbdata"].name == "lnmp_dbdata"
     assert model.to_dict() == project.data
 
 
