@@ -4,10 +4,10 @@ One stack for the module (`up -d --build --wait` once, on a free port through WO
 in file order and follow the issue: the installer answers; the installation is completed by POSTing its form
 as a browser does; the front page shows the site title; a post is created through the REST API as the
 admin's scripts do it (log in through wp-login.php with a cookie jar, read wpApiSettings' root and nonce
-from the dashboard, POST wp/v2/posts with X-WP-Nonce) and appears on the front page; `down` / `up -d`
-keeps it (named volumes); mariadbd, PID 1 of the db container, is SIGKILLed from the host and
-`restart: always` brings it back with the site answering again within 30 s. Last, `down -v` brings the
-installer back.
+from the dashboard, POST wp/v2/posts with X-WP-Nonce) and appears on the front page; `stop` ends both
+servers cleanly (SIGTERM to their PID 1) and `start` serves it again; `down` / `up -d` keeps it (named
+volumes); mariadbd, PID 1 of the db container, is SIGKILLed from the host and `restart: always` brings it
+back with the site answering again within 30 s. Last, `down -v` brings the installer back.
 """
 
 from __future__ import annotations
@@ -169,6 +169,20 @@ def test_logs_hold_apache_access_lines(wordpress: Stack) -> None:
     assert re.search(install, out, re.M), out[-2000:]
     rest = SEEN.get("rest access line", "the REST test did not run")
     assert rest in out, (rest, out[-2000:])
+
+
+def test_stop_ends_apache_and_mariadbd_cleanly_then_start_serves_the_post(wordpress: Stack) -> None:
+    """Both servers are PID 1 of their containers and handle SIGTERM: exit 0 long before the 10 s timeout."""
+    started = time.monotonic()
+    wordpress.cli("stop")
+    assert time.monotonic() - started < 8, "a server ignored SIGTERM and waited out the stop timeout"
+    states = {row["Service"]: (row["State"], row["ExitCode"]) for row in wordpress.ps()}
+    assert states == {"db": ("exited", 0), "wordpress": ("exited", 0)}, states
+    apache = wordpress.cli("logs", "wordpress").stderr  # a container's stderr lines, as docker compose does
+    assert re.search(r"\[pid 1\b.*AH00169: caught SIGTERM, shutting down", apache), apache[-2000:]
+    assert "mariadbd: Shutdown complete" in wordpress.cli("logs", "db").stderr
+    wordpress.cli("start")
+    front_page(wordpress, POST_TITLE)
 
 
 def test_the_post_survives_down_and_up(wordpress: Stack) -> None:
