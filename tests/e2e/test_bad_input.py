@@ -10,6 +10,7 @@ broken. Service, network, volume and port-variable names come from the loaded co
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from e2e_stacks import REPO, Stack, release_root, sample_copy
+from e2e_stacks import BASE_IMAGE, REPO, ROOT, Stack, release_root, sample_copy
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]
 
@@ -52,14 +53,47 @@ def published_service(project: dict) -> str:
 
 
 @pytest.fixture(scope="module")
-def sample_images(e2e_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The sample's images, built in the session root (cached after the first run), saved to a tar once."""
+def sample_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample's images, built in the session root (cached after the first run), saved to a tar once.
+
+    Not through the `e2e_root` fixture: its teardown releases the whole shared root, which would stop the
+    stacks of another e2e session running meanwhile. Only what this build made there (the builder's
+    network, when a RUN step had to run) is removed here.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
     stack = Stack(SAMPLE, port_variable(REPO / "samples" / SAMPLE))
-    stack.cli("build")
+    stack.cli("image", "bootstrap", BASE_IMAGE, "-q")
+    had_builder_network = _builder_network() is not None
+    try:
+        stack.cli("build")
+    finally:
+        if not had_builder_network:
+            _remove_builder_network()
     images = stack.cli("config", "--images").stdout.split()
     tar = tmp_path_factory.mktemp("pyct-images") / f"{SAMPLE}.tar"
     stack.cli("image", "save", "-o", str(tar), *images)
     return tar
+
+
+def _builder_network() -> str | None:
+    from engine.api import Engine
+    from engine.build.run_step import BUILD_NETWORK
+
+    with Engine.open(str(ROOT)) as engine:
+        return next((n.id for n in engine.list_networks() if n.name == BUILD_NETWORK), None)
+
+
+def _remove_builder_network() -> None:
+    """The builder's network our build made, unless another session's build uses it now."""
+    from engine.api import Engine
+    from engine.errors import EngineError
+
+    network = _builder_network()
+    if network is None:
+        return
+    with Engine.open(str(ROOT)) as engine, contextlib.suppress(EngineError):
+        engine.remove_network(network)
 
 
 @dataclass
@@ -72,8 +106,10 @@ class Snapshot:
 
 
 @pytest.fixture
-def broken(e2e_root: Path, tmp_path: Path) -> Iterator[Stack]:
+def broken(tmp_path: Path) -> Iterator[Stack]:
     """A fresh copy of the sample, a private root and cgroup parent, a unique project; all removed after."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
     directory = sample_copy(SAMPLE, tmp_path)
     tag = uuid.uuid4().hex[:8]
     stack = Stack(
