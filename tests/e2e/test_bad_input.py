@@ -280,10 +280,14 @@ def test_a_typo_in_a_service_key_names_file_line_and_key_creates_nothing(broken:
 # -- (b) a missing build context -----------------------------------------------------------------------------
 
 
-def break_build_context(stack: Stack) -> tuple[str, str]:
-    """Point one built service at a context that does not exist, under an image name nobody has built."""
-    project = canonical(stack)
-    service = next(name for name, svc in sorted(project["services"].items()) if svc.get("build"))
+def break_build_context(stack: Stack, *, last: bool = False) -> tuple[str, str]:
+    """Point one built service at a context that does not exist, under an image name nobody has built:
+    the first by name, or (`last`) the one that depends on the most others, built after them."""
+    built = {name: svc for name, svc in canonical(stack)["services"].items() if svc.get("build")}
+    if last:
+        service = max(sorted(built), key=lambda name: len(built[name].get("depends_on") or {}))
+    else:
+        service = sorted(built)[0]
     compose = stack.directory / "compose.yaml"
     doc = yaml.safe_load(compose.read_text())
     missing = f"pyct-missing-context-{uuid.uuid4().hex[:6]}"
@@ -311,6 +315,25 @@ def test_b_a_missing_build_context_names_service_and_path_and_creates_nothing(lo
     assert _root_tmp(loaded) == before.root_tmp, "the builder left work files in the root's tmp"
     assert running_leftovers(loaded) == []
     assert network_leftovers(loaded, before) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: compose/run/executor.py Executor._images builds the services in build_order and a build "
+    "context is only looked at when its own build starts (engine/build), so a missing context is reported "
+    "after every build ordered before it (minutes on a fresh machine); nothing checks the contexts first",
+)
+def test_b_a_missing_build_context_is_reported_before_any_other_build(broken: Stack) -> None:
+    """In a root with no images at all the other services' builds come first (here they fail at once:
+    no base image, no registry); the missing context must still be what `up -d` reports, before them."""
+    service, missing = break_build_context(broken, last=True)
+    started = time.monotonic()
+    result = broken.cli("up", "-d", check=False)
+    elapsed = time.monotonic() - started
+    assert result.returncode != 0, result.stdout
+    assert f"services.{service}" in result.stderr and missing in result.stderr, result.stderr
+    assert elapsed < FAIL_FAST, f"took {elapsed:.1f} s"
+    assert engine_records(broken) == {"containers": [], "networks": [], "volumes": []}
 
 
 # -- (c) a port already taken --------------------------------------------------------------------------------
