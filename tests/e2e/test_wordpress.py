@@ -88,6 +88,33 @@ def front_page(stack: Stack, needle: str, timeout: float = 60.0) -> str:
         time.sleep(0.5)
 
 
+def test_config_has_the_issues_shape() -> None:
+    """`config -q` passes and the resolved file is issue 8's: the .env defaults, the port overridable."""
+    stack = Stack("wordpress", "WORDPRESS_PORT")
+    assert stack.cli("config", "-q").stdout == ""
+    config = json.loads(stack.cli("config", "--format", "json").stdout)
+    db, wp = config["services"]["db"], config["services"]["wordpress"]
+    assert db["restart"] == wp["restart"] == "always"
+    assert set(db["environment"]) >= {"MYSQL_ROOT_PASSWORD", "MYSQL_DATABASE", "MYSQL_USER", "MYSQL_PASSWORD"}
+    assert db["environment"]["MYSQL_DATABASE"] == "wordpress"
+    assert [(v["type"], v["source"], v["target"]) for v in db["volumes"]] == [
+        ("volume", "db", "/var/lib/mysql")
+    ]
+    assert db["healthcheck"]["start_interval"] and db["healthcheck"]["start_period"]
+    assert wp["depends_on"]["db"]["condition"] == "service_healthy"
+    assert [(p["published"], p["target"]) for p in wp["ports"]] == [(str(stack.port), 80)]
+    env = wp["environment"]
+    assert (
+        env["WORDPRESS_DB_HOST"] == "db:3306"
+        and env["WORDPRESS_DB_NAME"] == db["environment"]["MYSQL_DATABASE"]
+    )
+    assert (env["WORDPRESS_DB_USER"], env["WORDPRESS_DB_PASSWORD"]) == (
+        db["environment"]["MYSQL_USER"],
+        db["environment"]["MYSQL_PASSWORD"],
+    )
+    assert [(v["type"], v["source"]) for v in wp["volumes"]] == [("volume", "wordpress")]
+
+
 def test_the_installer_answers(wordpress: Stack) -> None:
     body = wordpress.wait_for("/", INSTALLER, timeout=90)
     assert 'name="weblog_title"' in body and 'name="admin_password"' in body
