@@ -393,11 +393,25 @@ def _attach(
                 with _thread_netns_saved():
                     sc.setns(nsfd, sc.CLONE_NEWNET)
                     _configure_inside(ifname, cidrs, gateways)
+                if mac:
+                    step = "announcing the address to the host"
+                    _announce(ipr, master, cidrs, mac)
             except BaseException:
                 _delete_by_name(ipr, host_veth)  # the peer goes with it: nothing is left
                 raise
     except (OSError, _pyroute2().NetlinkError) as exc:
         raise _error(step, host_veth, exc) from exc
+
+
+def _announce(ipr: Any, bridge_index: int, cidrs: list[Any], mac: str) -> None:
+    """The host learns the container's IPv4 -> MAC now (a STALE neighbour entry: used at once, confirmed
+    by the kernel later). A client that hit a published port before the container's address existed
+    (a poller waiting for the service) left an INCOMPLETE entry; its queued SYNs then waited for the
+    next ARP retry, 1 s later. Replacing it sends them now."""
+    stale = 0x04  # NUD_STALE
+    for iface in cidrs:
+        if iface.version == 4:
+            ipr.neigh("replace", dst=str(iface.ip), lladdr=mac, ifindex=bridge_index, state=stale)
 
 
 @_off_loop

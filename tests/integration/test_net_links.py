@@ -8,10 +8,12 @@ stays between namespaces the test made.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import json
 import os
 import secrets
+import select
 import shutil
 import subprocess
 import sys
@@ -190,6 +192,32 @@ def test_attach_sets_address_mac_mtu_and_routes(net: Net) -> None:
     assert host["master"] == net.bridge and host["mtu"] == 1450 and "UP" in host["flags"]
     assert host["linkinfo"]["info_kind"] == "veth"
     assert host["linkinfo"]["info_slave_data"]["hairpin"] is True
+
+
+def test_a_connect_made_before_the_address_existed_is_answered_at_attach(net: Net) -> None:
+    """A client that polls a port before the container has its address (a service waiting for it) leaves
+    an INCOMPLETE neighbour entry; its SYN must go out when the container attaches, not at the next ARP
+    retry a second later. Nothing listens in the namespace: the answer is a reset, at once."""
+    import socket
+    import time
+
+    links.ensure_bridge(net.bridge, [net.cidr(1)])
+    client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    client.setblocking(False)
+    try:
+        assert client.connect_ex((net.addr(2), 8080)) == errno.EINPROGRESS
+        time.sleep(0.2)  # the ARP request went unanswered: nobody has the address yet
+        path = net.ns("a")
+        links.create_netns(path)
+        links.attach(path, net.bridge, net.veth(0), "eth0", [net.cidr(2)], mac="02:42:0a:00:00:02")
+        attached = time.monotonic()
+        ready = select.select([], [client], [], 3.0)[1]
+        waited = time.monotonic() - attached
+        assert ready, "no answer within 3 s"
+        assert client.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ECONNREFUSED
+        assert waited < 0.5, f"the SYN waited {waited:.2f} s for an ARP retry"
+    finally:
+        client.close()
 
 
 def test_two_namespaces_on_one_bridge_reach_each_other(net: Net) -> None:
