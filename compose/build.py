@@ -127,6 +127,21 @@ def build_request(
     )
 
 
+def check_sources(requests: Mapping[str, BuildRequest]) -> None:
+    """Every context directory and Dockerfile exists (requests by service name). Run before the first
+    build starts, so a typo is reported at once, not after the builds ordered before it."""
+    for name, request in requests.items():
+        path = ("services", name, "build")
+        if not os.path.isdir(request.context):
+            why = "is not a directory" if os.path.exists(request.context) else "not found"
+            raise InvalidProjectError(f"build context {request.context} {why}", path=(*path, "context"))
+        if request.dockerfile_inline is not None:
+            continue
+        file = os.path.join(request.context, request.dockerfile)  # an absolute one stays absolute
+        if not os.path.isfile(file):
+            raise InvalidProjectError(f"Dockerfile {file} not found", path=(*path, "dockerfile"))
+
+
 def is_remote_context(context: str) -> bool:
     """A git repository or URL context (docker's urlutil rules), which this builder cannot fetch."""
     return context.startswith(_REMOTE_PREFIXES)

@@ -390,10 +390,42 @@ class FakeEngine:
         return Image()
 
 
+def write_build_sources(tmp_path) -> None:
+    """Each service's context directory and Dockerfile (the CLI checks they exist before building)."""
+    import yaml
+
+    for service in yaml.safe_load((tmp_path / "compose.yaml").read_text())["services"].values():
+        build = service.get("build")
+        if build is None:
+            continue
+        build = {"context": build} if isinstance(build, str) else build
+        context = tmp_path / build.get("context", ".")
+        context.mkdir(parents=True, exist_ok=True)
+        if "dockerfile_inline" not in build:
+            (context / build.get("dockerfile", "Dockerfile")).write_text("FROM scratch\n")
+
+
+def test_missing_build_context_or_dockerfile_names_the_key(tmp_path):
+    from compose.build import check_sources
+
+    loaded = load(tmp_path, "services:\n  api:\n    build: ./api\n")
+    requests = {"api": build_request(loaded, loaded.model.services["api"])}
+    with pytest.raises(InvalidProjectError) as info:
+        check_sources(requests)
+    assert "services.api.build.context" in str(info.value) and str(tmp_path / "api") in str(info.value)
+    (tmp_path / "api").mkdir()
+    with pytest.raises(InvalidProjectError) as info:
+        check_sources(requests)
+    assert "services.api.build.dockerfile" in str(info.value)
+    (tmp_path / "api" / "Dockerfile").write_text("FROM scratch\n")
+    check_sources(requests)
+
+
 def run_cli(tmp_path, monkeypatch, argv, *, fail=()):
     from compose.cli import main as cli_main
     from compose.cli.commands import image as image_cmd
 
+    write_build_sources(tmp_path)
     log = tmp_path / "builds.jsonl"
     log.unlink(missing_ok=True)
     monkeypatch.setattr(image_cmd, "open_engine", lambda args: FakeEngine(log, set(fail)))

@@ -40,7 +40,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args, context) -> int:
-    from compose.build import BuildOptions, build_order, build_request, parse_build_args
+    from compose.build import BuildOptions, build_order, build_request, check_sources, parse_build_args
     from compose.cli.commands.project_images import load
 
     loaded = load(args, context)
@@ -52,6 +52,7 @@ def run(args, context) -> int:
         for generation in generations
         for name in generation
     }
+    check_sources(requests)
     if args.dry_run:
         for name, request in requests.items():
             context.stderr.write(f"DRY-RUN MODE -  build service {name} -> {', '.join(request.tags)}\n")
