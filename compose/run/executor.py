@@ -196,7 +196,8 @@ class ProjectRunner:
         if plan.orphans and not request.remove_orphans:
             self.events.warning(orphan_warning(self.name, plan.orphans))
         if not request.no_start:
-            self._check_ports(plan)
+            self._check_ports(plan)  # before any network or volume is made: a clash leaves nothing behind
+        self._resources(targets)
         self._execute(plan, run, observed)
         if request.wait and not request.no_start:
             self._wait_all(targets, request.wait_timeout)
@@ -220,6 +221,7 @@ class ProjectRunner:
         observed = self._observed()
         plan = plan_scale(self.project, observed, wanted)
         self._check_ports(plan)
+        self._resources(list(wanted))
         self._execute(plan, run, observed)
         return project_containers(self.engine, self.name)
 
@@ -255,18 +257,21 @@ class ProjectRunner:
         return [n for n in order if n in set(services)] if no_deps else order
 
     def _prepare(self, targets: Sequence[str], run: _Run, request: UpRequest) -> None:
-        """Images first (builds fork: no worker thread may exist yet), then networks and volumes."""
+        """Images (builds fork: no worker thread may exist yet), their facts and the config hashes."""
         self._images(targets, request)
         by_reference: dict[str, ImageFacts] = {}
         for name in targets:
             facts = image_facts(self.engine, self.project, self.project.services[name], by_reference)
             run.facts[name] = by_reference[facts.reference] = facts
             run.hashes[name] = service_hash(self.loaded, name)
+
+    def _resources(self, targets: Sequence[str]) -> None:
+        """The networks and volumes the containers need, once the plan is known to be startable."""
         self._networks(targets)
         self._volumes()
 
     def _images(self, targets: Sequence[str], request: UpRequest) -> None:
-        from compose.build import build_order, build_request, image_name, needs_build
+        from compose.build import build_order, build_request, check_sources, image_name, needs_build
 
         to_build: list[str] = []
         pulled: set[str] = set()
@@ -287,6 +292,7 @@ class ProjectRunner:
             return
         generations = build_order(self.loaded, to_build)
         requests = {n: build_request(self.loaded, self.project.services[n]) for g in generations for n in g}
+        check_sources(requests)
         (self.builder or self._build_inline)(generations, requests)
 
     def _should_pull(self, service: Service, present: bool, override: str | None) -> bool:
