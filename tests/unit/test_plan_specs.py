@@ -592,13 +592,13 @@ def test_wordpress_sample_specs():
     wordpress = container_spec(project, project.services["wordpress"], Placement(1, image, "h"), identity)
     db = container_spec(project, project.services["db"], Placement(1, image, "h"), identity)
     assert wordpress.process.args == ("docker-entrypoint.sh", "apache2-foreground")
-    assert wordpress.ports == (PortBinding(80, "tcp", "127.0.0.1", 8081),)
+    assert wordpress.ports == (PortBinding(80, "tcp", "", 8080),)
     assert wordpress.mounts == (Mount("volume", "/var/lib/wordpress/wp-content", "wordpress_wordpress"),)
     assert wordpress.networks == (NetworkAttachment("wordpress_default", ("wordpress",)),)
     assert db.networks == (NetworkAttachment("wordpress_default", ("db",)),)
     assert (wordpress.restart, db.restart) == ("always", "always")
     assert dict(wordpress.process.env)["WORDPRESS_DB_HOST"] == "db:3306"
-    assert db.healthcheck[0][0] == "CMD"
+    assert db.healthcheck[0][0] == "CMD-SHELL" and db.healthcheck[4] == 0.1  # start_interval
     assert set(network_specs(project, identity)) == {"default"}
     assert sorted(v.name for v in volume_requests(project, identity).values()) == [
         "wordpress_db",
