@@ -317,12 +317,6 @@ def test_b_a_missing_build_context_names_service_and_path_and_creates_nothing(lo
     assert network_leftovers(loaded, before) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: compose/run/executor.py Executor._images builds the services in build_order and a build "
-    "context is only looked at when its own build starts (engine/build), so a missing context is reported "
-    "after every build ordered before it (minutes on a fresh machine); nothing checks the contexts first",
-)
 def test_b_a_missing_build_context_is_reported_before_any_other_build(broken: Stack) -> None:
     """In a root with no images at all the other services' builds come first (here they fail at once:
     no base image, no registry); the missing context must still be what `up -d` reports, before them."""
@@ -363,11 +357,6 @@ def test_c_a_taken_port_fails_fast_naming_the_port_and_nothing_runs(port_taken) 
     assert running_leftovers(stack) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: compose/run/executor.py Executor.up runs _prepare (creates the project's networks, bridges, "
-    "iptables rules and volumes) before _check_ports, and nothing undoes them when PortInUse is raised",
-)
 def test_c_a_taken_port_leaves_no_network_bridge_or_rule(port_taken) -> None:  # type: ignore[no-untyped-def]
     stack, _, result, before = port_taken
     assert result.returncode != 0
