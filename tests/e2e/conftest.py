@@ -5,6 +5,7 @@ The helpers (Stack, brought_up, release_root) live in e2e_stacks.py, imported by
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 from collections.abc import Iterator
@@ -32,18 +33,28 @@ def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untype
 
 @pytest.fixture(scope="session")
 def e2e_root() -> Iterator[Path]:
-    """The session's state root with the Debian base image in it; afterwards nothing of it runs."""
+    """The session's state root with the Debian base image in it; afterwards nothing of it runs.
+
+    One session at a time per root (an exclusive lock, waited for): the teardown removes everything in
+    the root, which would stop the stacks of another session running beside this one."""
     if os.geteuid() != 0:
         pytest.skip("needs root")
     ROOT.mkdir(parents=True, exist_ok=True)
+    with open(ROOT / "e2e-session.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield from _bootstrapped(ROOT)
+
+
+def _bootstrapped(root: Path) -> Iterator[Path]:
+    """The root with the base image (from the cached tar); released and checked clean afterwards."""
     try:
         result = subprocess.run(
-            [str(PYCOMPOSE), "--root", str(ROOT), "image", "bootstrap", BASE_IMAGE, "-q"],
+            [str(PYCOMPOSE), "--root", str(root), "image", "bootstrap", BASE_IMAGE, "-q"],
             capture_output=True,
             text=True,
             timeout=CLI_TIMEOUT,
         )
         assert result.returncode == 0, f"image bootstrap failed:\n{result.stderr}"
-        yield ROOT
+        yield root
     finally:
-        release_root(ROOT)
+        release_root(root)
