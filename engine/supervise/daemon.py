@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import gc
 import json
 import os
 import signal
@@ -561,6 +562,7 @@ class Daemon:
         null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
         helper = os.fork()  # no await since _fork_ready: no thread of ours runs
         if helper == 0:
+            gc.disable()  # a collection walks (and so copies, page by page) every object shared with us
             status = 0
             try:
                 _child_defaults()  # our SIG_IGNs survive exec; our oom_score_adj is -500
