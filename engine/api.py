@@ -196,6 +196,11 @@ class Engine:
         """Record and prepare a container (not started); returns its row (see containers.records)."""
         return self.containers.create(spec)
 
+    def warm_supervisor(self) -> None:
+        """Start launching this root's supervisor in the background unless one answered already (the
+        caller will start containers soon; it must fork nothing after this)."""
+        self.containers.warm_supervisor()
+
     def start_container(self, ref: str) -> dict:
         return self.containers.start(ref)
 

@@ -15,6 +15,7 @@ import os
 import pwd
 import re
 import signal as signals
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from engine.containers.spec import ContainerSpec, Healthcheck, Mount
 from engine.errors import ContainerConflict, ContainerNotFound, EngineError
 from engine.images.store import Image, ImageStore
 from engine.state.root import StateRoot
+from engine.supervise.protocol import SOCKET_NAME
 from engine.volumes.store import ANONYMOUS_LABEL, VolumeStore
 
 CGROUP_PARENT_ENV = "PYCOMPOSE_CGROUP_PARENT"  # the supervisor's keeper reads the same variable
@@ -36,6 +38,7 @@ ACTIVE_STATES = ("running", "paused", "restarting")
 KILL_WAIT = 10.0
 # state roots whose supervisor answered a ping in this process (set.add/discard are atomic under the GIL)
 _SUPERVISOR_ANSWERED: set[str] = set()
+_SUPERVISOR_LAUNCH = threading.Lock()
 # connect failures: nobody listens on the socket, so the request was not delivered and may be repeated
 _UNREACHABLE = (FileNotFoundError, ConnectionRefusedError)
 
@@ -225,8 +228,7 @@ class ContainerManager:
 
         key = str(self.root.path)
         if key not in _SUPERVISOR_ANSWERED:
-            client.ensure_supervisor(self.root, cgroup_parent=self.cgroup_parent)
-            _SUPERVISOR_ANSWERED.add(key)
+            self._ensure_supervisor(key)
             return client.request(self.root, op, **args)
         try:
             return client.request(self.root, op, **args)
@@ -234,9 +236,31 @@ class ContainerManager:
             if not isinstance(exc.__cause__, _UNREACHABLE):
                 raise
         _SUPERVISOR_ANSWERED.discard(key)
-        client.ensure_supervisor(self.root, cgroup_parent=self.cgroup_parent)
-        _SUPERVISOR_ANSWERED.add(key)
+        self._ensure_supervisor(key)
         return client.request(self.root, op, **args)
+
+    def warm_supervisor(self) -> None:
+        """Begin making sure a supervisor answers, in a background thread, so that the starts that follow
+        find it ready (launching one takes ~0.25 s). Call it only where a fork no longer follows: the
+        thread may still run."""
+        key = str(self.root.path)
+        if key in _SUPERVISOR_ANSWERED or (self.root.path / "run" / SOCKET_NAME).exists():
+            return  # one answers, or did: the first start pings it (and relaunches it if it died)
+        threading.Thread(target=self._warm, args=(key,), name="supervisor-warm", daemon=True).start()
+
+    def _warm(self, key: str) -> None:
+        with contextlib.suppress(Exception):  # the first start tries again and reports the error
+            self._ensure_supervisor(key)
+
+    def _ensure_supervisor(self, key: str) -> None:
+        """One thread of this process makes sure a supervisor answers; the others wait for it. (Twenty
+        threads of a parallel `up` on a fresh root each launched a keeper: ~1.3 s each.)"""
+        from engine.supervise import client
+
+        with _SUPERVISOR_LAUNCH:
+            if key not in _SUPERVISOR_ANSWERED:
+                client.ensure_supervisor(self.root, cgroup_parent=self.cgroup_parent)
+                _SUPERVISOR_ANSWERED.add(key)
 
     # -- signals and freezing --------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import pytest
 import test_supervise_root as base
 
+from engine.containers.cgroups import remove_parent
 from engine.state.locks import FileLock
 from engine.supervise import client
 from engine.supervise.protocol import SOCKET_NAME, SUPERVISOR_LOCK
@@ -98,3 +99,32 @@ def test_client_fails_at_once_when_no_daemon_holds_the_lock(tmp_path: Path) -> N
         assert time.monotonic() - started < 1.0
     finally:
         server.close()
+
+
+def test_threads_starting_on_a_fresh_root_launch_one_keeper(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A parallel `up` on a root with no supervisor: its first requests come from many threads at once;
+    one of them launches the keeper, the others wait for it (each launched its own: ~1.3 s each)."""
+    from engine.containers import manager as containers
+    from engine.state.root import StateRoot
+    from engine.supervise import keeper
+
+    launches: list[float] = []
+    real_launch = keeper.launch
+
+    def counting_launch(*args, **kwargs):  # type: ignore[no-untyped-def]
+        launches.append(time.monotonic())
+        return real_launch(*args, **kwargs)
+
+    monkeypatch.setattr(keeper, "launch", counting_launch)
+    root = StateRoot.open(tmp_path / "root")
+    parent = f"pyc-test-{os.getpid()}-launch"
+    managers = [containers.ContainerManager(root, cgroup_parent=parent) for _ in range(8)]
+    try:
+        managers[0].warm_supervisor()
+        with ThreadPoolExecutor(8) as pool:
+            replies = list(pool.map(lambda m: m._ask_supervisor("ping"), managers))
+        assert len({r["pid"] for r in replies}) == 1
+        assert len(launches) == 1, f"{len(launches)} keepers launched"
+    finally:
+        client.shutdown(root, timeout=10)
+        remove_parent(parent)
