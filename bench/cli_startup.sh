@@ -19,24 +19,7 @@ py="$repo/.venv/bin/python"
 pc="$repo/.venv/bin/pycompose"
 cleanup() {
     (cd "$work/proj" && "$pc" --progress quiet down -t 1 >/dev/null 2>&1) || true
-    "$py" - <<'PY' || true
-import os
-from contextlib import suppress
-from engine.api import Engine
-from engine.containers import cgroups
-from engine.errors import EngineError
-from engine.supervise import client
-with Engine.open(os.environ["PYCOMPOSE_ROOT"]) as engine:
-    for record in engine.list_containers(all=True):
-        with suppress(EngineError):
-            engine.remove_container(record["id"], force=True, volumes=True)
-    with suppress(EngineError):
-        client.shutdown(engine.root, timeout=10)
-    for network in engine.list_networks():
-        with suppress(EngineError):
-            engine.remove_network(network.id)
-cgroups.remove_parent(os.environ["PYCOMPOSE_CGROUP_PARENT"])
-PY
+    "$py" "$repo/bench/release_root.py" "$PYCOMPOSE_ROOT" "$PYCOMPOSE_CGROUP_PARENT" || true
     [ -n "${KEEP:-}" ] || rm -rf "$work"
 }
 trap cleanup EXIT

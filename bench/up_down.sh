@@ -18,24 +18,7 @@ py="$repo/.venv/bin/python"
 cli() { (cd "$work/proj" && "$py" -m compose.cli.main --progress quiet "$@"); }
 cleanup() {
     cli down -t 1 >/dev/null 2>&1 || true
-    "$py" - <<'PY' || true
-import os
-from contextlib import suppress
-from engine.api import Engine
-from engine.containers import cgroups
-from engine.errors import EngineError
-from engine.supervise import client
-with Engine.open(os.environ["PYCOMPOSE_ROOT"]) as engine:
-    for record in engine.list_containers(all=True):
-        with suppress(EngineError):
-            engine.remove_container(record["id"], force=True, volumes=True)
-    with suppress(EngineError):
-        client.shutdown(engine.root, timeout=10)
-    for network in engine.list_networks():
-        with suppress(EngineError):
-            engine.remove_network(network.id)
-cgroups.remove_parent(os.environ["PYCOMPOSE_CGROUP_PARENT"])
-PY
+    "$py" "$repo/bench/release_root.py" "$PYCOMPOSE_ROOT" "$PYCOMPOSE_CGROUP_PARENT" || true
     [ -n "${KEEP:-}" ] || rm -rf "$work"
 }
 trap cleanup EXIT
@@ -72,9 +55,16 @@ timed() {
 step() { (cd "$work/proj" && timed "$@"); }
 running() { "$py" -c 'import os; from engine.api import Engine; e = Engine.open(os.environ["PYCOMPOSE_ROOT"]); print(len(e.list_containers()))'; }
 
+# host veths being deleted in the background (the supervisor's deleter, ~25 ms of kernel time each) after
+# a `down` of 119: wait for them, so each run's first `up -d` is measured on a settled host
+veths() { ls /sys/class/net | grep -c '^pv' || true; }
+baseline=$(veths)
+settle() { for _ in $(seq 100); do [ "$(veths)" -le "$baseline" ] && return; sleep 0.1; done; }
+
 echo "| run | up -d (20) | up -d again | down | up --scale svc01=50 | back to 1 | --scale 100 | down (119) |"
 echo "|---|---|---|---|---|---|---|---|"
 for i in $(seq "$runs"); do
+    settle
     up=$(step up -d)
     [ "$(running)" = 20 ] || { echo "expected 20 running" >&2; exit 1; }
     again=$(step up -d)
