@@ -557,6 +557,7 @@ class Daemon:
         Returns the pid and, for `outs=None` (tty), the pty master the helper got from spawn. The reply
         is awaited in the loop: other starts and stops proceed while the helper does the kernel work
         (cgroup mkdir in every v1 hierarchy, netlink, clone: 10-30 ms)."""
+        spawn.remember_plan(spec)  # the seccomp filter compiled once here, not in every helper
         await self._fork_ready()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
