@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compose.errors import ComposeError, InvalidProjectError
 from compose.labels import PROJECT, ProjectIdentity
@@ -43,9 +43,11 @@ from compose.plan.converge import (
     plan_up,
     project_graph,
 )
-from compose.plan.specs import ImageFacts, Placement, container_spec, network_specs, volume_requests
 from compose.run.events import Events
 from compose.run.observe import as_observed, project_containers
+
+if TYPE_CHECKING:  # compose.plan.specs is loaded by what creates containers (~20 ms a `down` skips)
+    from compose.plan.specs import ImageFacts
 
 POLL = 0.05  # seconds between two looks at a dependency's state
 STARTS = ("create", "recreate", "start", "restart")
@@ -331,7 +333,7 @@ class ProjectRunner:
 
     def _networks(self, targets: Sequence[str]) -> None:
         """Create the networks the target services use; external ones must exist."""
-        from compose.plan.specs import network_names
+        from compose.plan.specs import network_names, network_specs
 
         used = {key for name in targets for key in self.project.services[name].networks}
         names = network_names(self.project)
@@ -369,6 +371,7 @@ class ProjectRunner:
 
     def _volumes(self) -> None:
         """Create the project's named volumes; external ones must exist."""
+        from compose.plan.specs import volume_requests
         from engine.errors import VolumeNotFound
 
         for request in volume_requests(self.project, self.identity).values():
@@ -467,6 +470,8 @@ class ProjectRunner:
         do(action, run)
 
     def _create(self, action: Action, run: _Run) -> None:
+        from compose.plan.specs import Placement, container_spec
+
         service = self.project.services[action.service]
         placement = Placement(
             action.number, run.facts[action.service], run.hashes[action.service], containers=run.placed()
@@ -480,6 +485,8 @@ class ProjectRunner:
             self._start(record["name"], record["id"])
 
     def _recreate(self, action: Action, run: _Run) -> None:
+        from compose.plan.specs import Placement, container_spec
+
         old = action.container
         assert old is not None
         self.events.resource("Container", old.name, "Recreate")
@@ -572,6 +579,7 @@ class ProjectRunner:
             self.events.resource("Network", network.name, "Removed")
 
     def _remove_volumes(self) -> None:
+        from compose.plan.specs import volume_requests
         from engine.errors import VolumeNotFound
 
         for request in volume_requests(self.project, self.identity).values():
@@ -708,6 +716,7 @@ def image_facts(
     """The image a service's containers run: its id and the Entrypoint/Cmd argv is resolved against
     (`known`: facts already looked up, by reference)."""
     from compose.build import image_name
+    from compose.plan.specs import ImageFacts
 
     reference = image_name(project.name, service)
     if known and reference in known:
