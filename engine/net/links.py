@@ -25,6 +25,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar
 
@@ -395,12 +396,33 @@ def _attach(
                     _configure_inside(ifname, cidrs, gateways)
                 if mac:
                     step = "announcing the address to the host"
+                    _wait_forwarding(host_veth)
                     _announce(ipr, master, cidrs, mac)
             except BaseException:
                 _delete_by_name(ipr, host_veth)  # the peer goes with it: nothing is left
                 raise
     except (OSError, _pyroute2().NetlinkError) as exc:
         raise _error(step, host_veth, exc) from exc
+
+
+def _wait_forwarding(host_veth: str, timeout: float = 0.2) -> None:
+    """Until the new port carries traffic: the kernel's link watcher sees the veth's carrier (and the
+    bridge forwards through it) asynchronously; a packet sent before that is lost, and a lost SYN is
+    sent again only after 1 s."""
+    files = (f"/sys/class/net/{host_veth}/operstate", f"/sys/class/net/{host_veth}/brport/state")
+    ready = ("up", "3")  # IF_OPER_UP, BR_STATE_FORWARDING
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            states = []
+            for file in files:
+                with open(file) as handle:
+                    states.append(handle.read().strip())
+        except OSError:
+            return
+        if tuple(states) == ready:
+            return
+        time.sleep(0.0005)
 
 
 def _announce(ipr: Any, bridge_index: int, cidrs: list[Any], mac: str) -> None:

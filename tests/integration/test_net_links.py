@@ -197,11 +197,14 @@ def test_attach_sets_address_mac_mtu_and_routes(net: Net) -> None:
 def test_a_connect_made_before_the_address_existed_is_answered_at_attach(net: Net) -> None:
     """A client that polls a port before the container has its address (a service waiting for it) leaves
     an INCOMPLETE neighbour entry; its SYN must go out when the container attaches, not at the next ARP
-    retry a second later. Nothing listens in the namespace: the answer is a reset, at once."""
+    retry a second later. Nothing listens in the namespace: the answer is a reset, at once. Another
+    container is on the bridge already (its carrier is up: a bridge with no port drops the SYN instead
+    of queueing it for the address, and only TCP's own 1 s retry helps then)."""
     import socket
     import time
 
     links.ensure_bridge(net.bridge, [net.cidr(1)])
+    _ns_with_peer(net, "b", 1, 3)
     client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     client.setblocking(False)
     try:
