@@ -424,13 +424,21 @@ class ProjectRunner:
         for c in observed:
             if not c.oneoff:
                 run.set(c.service, c.number, (c.name, c.id))
-        if all(a.kind == "keep" for g in plan.generations for a in g):
-            for action in (a for g in plan.generations for a in g):  # nothing to do: no threads, no anyio
-                self._keep(action, run)
+        if all(sum(a.kind != "keep" for a in g) <= 1 for g in plan.generations):
+            self._one_at_a_time(plan, run)  # nothing runs side by side: no threads, no event loop (~50 ms)
             return
         import anyio
 
         anyio.run(self._generations, plan, run)
+
+    def _one_at_a_time(self, plan: Plan, run: _Run) -> None:
+        """What `_generations` does when each generation holds one action at most (a stack whose services
+        depend on each other in a chain, as LNMP's), in this thread."""
+        for generation in plan.generations:
+            for action in generation:
+                if action.kind in STARTS and not run.no_start and action.service in self.project.services:
+                    self._wait_dependencies(action.service)
+                self._act(action, run)
 
     async def _generations(self, plan: Plan, run: _Run) -> None:
         import anyio
