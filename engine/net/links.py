@@ -180,8 +180,9 @@ def ensure_bridge(name: str, addresses: Sequence[str], mtu: int = 1500) -> None:
     try:
         with _iproute() as ipr:
             index = _index(name)
-            if index is None:
-                ipr.link("add", ifname=name, kind="bridge", mtu=mtu, address=_random_mac())
+            if index is None:  # another process may be making it right now: EEXIST is fine
+                bridge = {"ifname": name, "kind": "bridge", "mtu": mtu, "address": _random_mac()}
+                _ignoring((errno.EEXIST,), ipr.link, "add", **bridge)
                 index = _index(name)
             else:
                 ipr.link("set", index=index, mtu=mtu)
@@ -191,6 +192,11 @@ def ensure_bridge(name: str, addresses: Sequence[str], mtu: int = 1500) -> None:
         _set_sysctl(f"/proc/sys/net/ipv4/conf/{name}/route_localnet", "1")
     except (OSError, _pyroute2().NetlinkError) as exc:
         raise _error("creating bridge", name, exc) from exc
+
+
+def link_exists(name: str) -> bool:
+    """Whether a link of that name exists in the calling thread's network namespace."""
+    return _index(name) is not None
 
 
 @_off_loop

@@ -369,6 +369,9 @@ class NetworkManager:
     def _attach_one(path: str, network: Network, ep: Endpoint, index: int, route: bool) -> None:
         from engine.net import links
 
+        if not links.link_exists(network.bridge):  # made outside the lock by its creator: maybe not yet
+            links.ensure_bridge(network.bridge, _gateway_cidrs(network), network.mtu)
+
         addresses, gw4, gw6 = [], None, None
         for subnet in network.subnets:
             v6 = ":" in subnet.subnet

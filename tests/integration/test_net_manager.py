@@ -193,6 +193,20 @@ def test_two_containers_reach_each_other_by_address(h):
     assert gateway in h.net.gateways()
 
 
+def test_a_container_joining_a_network_whose_bridge_is_not_made_yet_makes_it(h):
+    """create_network makes the bridge after the row, outside the network lock: a process that finds the
+    row in that moment (parallel builds joining `pycompose-build`) must not fail with "no such bridge"."""
+    name = h.network()
+    network = h.net.get_network(name)
+    links.delete_bridge(network.bridge)  # the row is there, its bridge not (yet)
+    spec = h.create("/bin/sh", "-c", "ip addr show eth0", networks=(name,))
+    setup = h.net.prepare(spec)
+    code, out = output_of(h, spec, setup)
+    assert code == 0, out
+    assert network.bridge in host_links()
+    assert h.net.store.endpoints_of(spec.id)[0].ipv4 in out
+
+
 def test_network_in_use_cannot_be_removed(h):
     name = h.network()
     spec = h.create(networks=(name,))
