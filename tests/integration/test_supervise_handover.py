@@ -141,7 +141,11 @@ def test_keeper_sigkilled_alone_hands_over_to_a_new_keeper_and_daemon(sup: Env) 
     assert env.row(always)["state"] == "exited" and env.row(always)["exit_code"] == 137  # a keeper child
 
 
-def test_client_waits_for_the_handover_instead_of_starting_a_keeper(sup: Env) -> None:
+def test_client_waits_for_the_handover_instead_of_starting_a_keeper(sup: Env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from engine.supervise import keeper
+
+    launched: list[object] = []
+    monkeypatch.setattr(keeper, "launch", lambda *args, **kwargs: launched.append(args))
     env = sup
     cid = env.create("sh", "-c", COUNTER)
     start(env, cid)
@@ -150,8 +154,10 @@ def test_client_waits_for_the_handover_instead_of_starting_a_keeper(sup: Env) ->
     os.kill(old_keeper, signal.SIGKILL)
     wait_for(lambda: client._probe(env.root) == "handover", what="the old daemon handing over")
     client.ensure_supervisor(env.root, cgroup_parent=env.parent)  # during the handover
+    assert launched == [], "the client launched a keeper of its own during the handover"
     assert daemon_pid(env) != old_daemon
-    assert len(keeper_pids(env)) == 1
+    # the successor keeper's launcher forks and exits (`--detach`): for a moment both carry the argv
+    wait_for(lambda: len(keeper_pids(env)) == 1, what="one keeper")
     status = client.request(env.root, "status", id=cid)["containers"][0]
     assert status["watched"] and status["state"] == "running"
 
