@@ -234,19 +234,23 @@ class ProjectRunner:
         if request.services:
             wanted = set(request.services)
             observed = [c for c in observed if c.service in wanted]
-        plan = plan_down(
-            self.project, observed, remove_orphans=request.remove_orphans, disabled=self.disabled
-        )
-        if plan.orphans and not request.remove_orphans:
-            self.events.warning(orphan_warning(self.name, plan.orphans))
-        self._execute(plan, _Run(timeout=request.timeout), observed)
+        self._execute(self._plan_down(observed, request), _Run(timeout=request.timeout), observed)
         if request.services:
             return
         self._remove_networks()
         if request.volumes:
             self._remove_volumes()
         if request.rmi:
-            self._remove_images(request.rmi)
+            self._remove_images(request.rmi, observed)
+
+    def _plan_down(self, observed: Sequence[Observed], request: DownRequest) -> Plan:
+        """What `down` removes (containers of services no longer in the file are orphans: a warning)."""
+        plan = plan_down(
+            self.project, observed, remove_orphans=request.remove_orphans, disabled=self.disabled
+        )
+        if plan.orphans and not request.remove_orphans:
+            self.events.warning(orphan_warning(self.name, plan.orphans))
+        return plan
 
     # -- preparation: images, networks, volumes (single-threaded) ------------------------------------
 
@@ -600,7 +604,7 @@ class ProjectRunner:
                 continue
             self.events.resource("Volume", request.name, "Removed")
 
-    def _remove_images(self, which: str) -> None:
+    def _remove_images(self, which: str, observed: Sequence[Observed]) -> None:
         from compose.build import image_name
 
         refs = {
@@ -641,22 +645,11 @@ class LabelsOnlyRunner(ProjectRunner):
     def project(self) -> Project:
         raise InvalidProjectError(f"no Compose file for project {self._name!r}: only `down` works by name")
 
-    def down(self, request: DownRequest) -> None:
-        observed = self._observed(oneoff=None)
-        if request.services:
-            wanted = set(request.services)
-            observed = [c for c in observed if c.service in wanted]
-        plan = plan_down(None, observed, remove_orphans=request.remove_orphans)
-        self._execute(plan, _Run(timeout=request.timeout), observed)
-        if request.services:
-            return
-        self._remove_networks()
-        if request.volumes:
-            self._remove_labelled_volumes()
-        if request.rmi:
-            self._remove_observed_images(request.rmi, observed)
+    def _plan_down(self, observed: Sequence[Observed], request: DownRequest) -> Plan:
+        """Every container carrying the project's label goes (no file: nothing is an orphan)."""
+        return plan_down(None, observed, remove_orphans=request.remove_orphans)
 
-    def _remove_labelled_volumes(self) -> None:
+    def _remove_volumes(self) -> None:
         """Volumes carrying this project's label (named ones; anonymous went with their containers)."""
         from engine.errors import VolumeNotFound
 
@@ -670,7 +663,7 @@ class LabelsOnlyRunner(ProjectRunner):
                 continue
             self.events.resource("Volume", volume.name, "Removed")
 
-    def _remove_observed_images(self, which: str, observed: Sequence[Observed]) -> None:
+    def _remove_images(self, which: str, observed: Sequence[Observed]) -> None:
         """`--rmi all`: the images the containers ran; `local`: those named as compose names builds."""
         if which == "all":
             refs = {c.image_id for c in observed if c.image_id}
