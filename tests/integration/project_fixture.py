@@ -2,17 +2,33 @@
 
 `clean_root` removes whatever a failing test left (containers, the supervisor, networks, volumes, our
 firewall chains); `assert_nothing_left` then proves the state root holds nothing in the kernel or the
-database: no container row, no iptables rule of its scope, no mount under it.
+database: no container row, no iptables rule of its scope, no mount under it. `wait_for` polls a
+condition until it holds.
 """
 
 from __future__ import annotations
 
 import subprocess
+import time
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
+from typing import TypeVar
 
 from engine.api import Engine
 from engine.errors import EngineError
+
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 20.0) -> T:
+    """Poll `condition` until it returns something truthy, and return that; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+    return value
 
 
 def clean_root(root: Path) -> None:

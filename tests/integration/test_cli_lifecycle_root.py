@@ -13,13 +13,13 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
 
 import pytest
+from project_fixture import wait_for
 
 from compose.labels import ProjectIdentity
 from compose.loader.pipeline import ProjectOptions, load_project
@@ -125,15 +125,6 @@ class Project:
             for volume in self.engine.list_volumes():
                 with suppress(EngineError):
                     self.engine.remove_volume(volume.name, force=True)
-
-
-def wait_for(condition, timeout: float = 20.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
-    return value
 
 
 @pytest.fixture

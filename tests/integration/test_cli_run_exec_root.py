@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from project_fixture import wait_for
 from rootfs_fixture import busybox_tar
 
 from engine.api import Engine
@@ -166,15 +167,6 @@ def _cleanup(engine: Engine, root: Path, parent: str) -> None:
     finally:
         cgroups.remove_parent(parent)
         engine.close()
-
-
-def wait_for(condition, timeout: float = 20.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
-    return value
 
 
 # -- run ----------------------------------------------------------------------------------------------
