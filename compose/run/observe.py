@@ -7,10 +7,12 @@ same name is not ours. Records are engine.api's container dicts (id, name, state
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compose.labels import CONFIG_HASH, CONTAINER_NUMBER, ONEOFF, PROJECT, SERVICE, project_filter
-from compose.plan.converge import Observed
+
+if TYPE_CHECKING:  # the planner is loaded only where records become Observed (ps, logs, exec need not)
+    from compose.plan.converge import Observed
 
 
 def project_containers(
@@ -26,6 +28,8 @@ def project_containers(
 
 def as_observed(record: dict[str, Any]) -> Observed:
     """The planner's view of a record (service, number, config hash, image id, state, oneoff)."""
+    from compose.plan.converge import Observed
+
     return Observed(
         id=record["id"],
         name=record["name"],
