@@ -4,8 +4,7 @@ A one-off is the service's container spec (compose/plan/specs.container_spec wit
 slug)) with docker compose run's changes: the command (and --entrypoint) replaces the service's; -e, -u,
 -w, -l, -v are added; no published ports unless --service-ports (and -p adds its own); no restart policy;
 the name `<project>-<service>-run-<slug>` unless --name. Its dependencies are started first unless
---no-deps: through ProjectRunner.up when it is implemented, until then directly (networks, volumes, one
-container per dependency, its depends_on condition awaited).
+--no-deps, through ProjectRunner.up (which awaits their depends_on conditions).
 
 Attached, the engine starts it under a waiter process of the CLI (engine.api run_container_attached: the
 terminal is its stdio); detached (-d), the supervisor starts it like any container. All through engine.api.
@@ -17,13 +16,12 @@ import contextlib
 import dataclasses
 import os
 import shlex
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from compose.errors import ComposeError, UsageError
-from compose.labels import CONTAINER_NUMBER, PROJECT, SERVICE, ProjectIdentity, project_filter
+from compose.labels import PROJECT, SERVICE, ProjectIdentity, project_filter
 from compose.loader.pipeline import LoadedProject
 from compose.model import Service
 from compose.plan.specs import (
@@ -34,10 +32,8 @@ from compose.plan.specs import (
     volume_name,
     volume_requests,
 )
+from compose.run.observe import container_number
 from engine.api import ContainerSpec, Mount, PortBinding
-
-HEALTH_WAIT = 120.0
-COMPLETION_WAIT = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,19 +292,10 @@ def start_dependencies(loaded: LoadedProject, engine: Any, name: str) -> None:
     deps = dependencies_of(loaded, name)
     if not deps:
         return
-    try:
-        from compose.run.events import NullEvents
-        from compose.run.executor import ProjectRunner, UpRequest
+    from compose.run.events import NullEvents
+    from compose.run.executor import ProjectRunner, UpRequest
 
-        ProjectRunner(loaded, engine, NullEvents()).up(UpRequest(services=tuple(deps), detach=True))
-        return
-    except NotImplementedError:
-        pass  # the executor is not in yet: the same steps, directly
-    ensure_project_resources(loaded, engine)
-    for dep in deps:
-        _start_service(loaded, engine, dep)
-    for dep in deps:
-        _await_conditions(loaded, engine, dep)
+    ProjectRunner(loaded, engine, NullEvents()).up(UpRequest(services=tuple(deps), detach=True))
 
 
 def ensure_project_resources(loaded: LoadedProject, engine: Any) -> None:
@@ -338,64 +325,13 @@ def _start_service(loaded: LoadedProject, engine: Any, name: str) -> None:
     if any(r["state"] in ("running", "restarting") for r in found):
         return
     if found:
-        engine.start_container(sorted(found, key=_number)[0]["id"])
+        engine.start_container(sorted(found, key=container_number)[0]["id"])
         return
     facts = image_facts(loaded, engine, name)
     placement = Placement(1, facts, _config_hash(loaded, name), containers=service_containers(loaded, engine))
     spec = container_spec(loaded.model, loaded.model.services[name], placement, identity(loaded))
     record = engine.create_container(spec)
     engine.start_container(record["id"])
-
-
-def _number(record: dict[str, Any]) -> int:
-    try:
-        return int((record.get("labels") or {}).get(CONTAINER_NUMBER, "0"))
-    except ValueError:
-        return 0
-
-
-def _await_conditions(loaded: LoadedProject, engine: Any, name: str) -> None:
-    """Wait for what dependents of `name` ask of it (service_healthy, service_completed_successfully)."""
-    conditions = {
-        d.condition
-        for s in loaded.model.services.values()
-        for n, d in s.depends_on.items()
-        if n == name and d.condition
-    }
-    found = engine.list_containers(all=True, labels=project_filter(loaded.name, name, oneoff=False))
-    for record in found:
-        if "service_healthy" in conditions:
-            _wait_healthy(engine, record["id"], name)
-        if "service_completed_successfully" in conditions:
-            _wait_completed(engine, record["id"], name)
-
-
-def _wait_healthy(engine: Any, cid: str, name: str) -> None:
-    deadline = time.monotonic() + HEALTH_WAIT
-    while time.monotonic() < deadline:
-        state = engine.inspect_container(cid)["State"]
-        health = (state.get("Health") or {}).get("Status")
-        if health is None and not engine.inspect_container(cid)["Config"].get("Healthcheck"):
-            raise ComposeError(f"dependency failed to start: container {name} has no healthcheck configured")
-        if health == "healthy":
-            return
-        if health == "unhealthy" or not state["Running"]:
-            raise ComposeError(f"dependency failed to start: container {name} is unhealthy")
-        time.sleep(0.1)
-    raise ComposeError(f"dependency failed to start: container {name} did not become healthy in time")
-
-
-def _wait_completed(engine: Any, cid: str, name: str) -> None:
-    deadline = time.monotonic() + COMPLETION_WAIT
-    while time.monotonic() < deadline:
-        state = engine.inspect_container(cid)["State"]
-        if state["Status"] == "exited":
-            if state["ExitCode"] != 0:
-                code = state["ExitCode"]
-                raise ComposeError(f"service {name!r} didn't complete successfully: exit {code}")
-            return
-        time.sleep(0.1)
-    raise ComposeError(f"dependency {name} did not complete in time")
 
 
 # -- a service's container (exec, cp, attach) ------------------------------------------------------------
@@ -407,9 +343,9 @@ def find_container(engine: Any, project: str, service: str, index: int | None = 
     services = [r for r in found if (r.get("labels") or {}).get("com.docker.compose.oneoff") != "True"]
     if index is not None:
         for record in services:
-            if _number(record) == index:
+            if container_number(record) == index:
                 return record
         raise ComposeError(f"service {service!r} is not running container #{index}")
     if not services:
         raise ComposeError(f"service {service!r} is not running")
-    return sorted(services, key=_number)[0]
+    return sorted(services, key=container_number)[0]
