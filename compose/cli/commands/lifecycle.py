@@ -157,9 +157,10 @@ def _run(args, context, work) -> Any:  # type: ignore[no-untyped-def]
     from compose.cli.commands.build import parallel_limit
     from compose.cli.commands.image import open_engine
     from compose.cli.commands.project_images import load
+    from compose.cli.progress import for_args
 
     loaded = load(args, context)
-    events = make_events(args, context)
+    events = for_args(args, context)
     try:
         with open_engine(args) as engine:
             target = DryRunEngine(engine) if getattr(args, "dry_run", False) else engine
@@ -182,13 +183,6 @@ def confirm_removal(names: list[str], out, answers, *, force: bool) -> bool:  # 
     out.flush()
     answer = answers.readline()
     return answer.strip().lower() in ("y", "yes")
-
-
-def make_events(args, context):  # type: ignore[no-untyped-def]
-    """The progress renderer the global flags ask for (`--progress`, `--ansi`, `--dry-run`)."""
-    from compose.cli.progress import for_args
-
-    return for_args(args, context)
 
 
 class DryRunEngine:

@@ -12,7 +12,6 @@ import os
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
-    from compose.run.events import Events
     from compose.run.executor import ProjectRunner, UpRequest
 
 
@@ -95,9 +94,9 @@ def run_up(args, context) -> int:  # type: ignore[no-untyped-def]
             validate(args, runner.loaded.model)
         containers = runner.up(request)
         if not args.detach:
-            attached = _attached_hook()
-            if attached is not None:
-                return attached(runner, containers, args, context)
+            from compose.cli.attached import attached_up
+
+            return attached_up(runner, containers, args, context)
     return 0
 
 
@@ -142,11 +141,12 @@ def _by_name(args) -> bool:  # type: ignore[no-untyped-def]
 def _down_by_name(args, context, name: str, request) -> int:  # type: ignore[no-untyped-def]
     from compose.cli.commands.build import parallel_limit
     from compose.cli.commands.image import open_engine
+    from compose.cli.progress import for_args
     from compose.run.executor import LabelsOnlyRunner
 
     limit = parallel_limit(getattr(args, "parallel", -1), os.environ)
     with open_engine(args) as engine:
-        events = make_events(args, context)
+        events = for_args(args, context)
         try:
             LabelsOnlyRunner(name, engine, events, parallel=limit).down(request)
         finally:
@@ -214,12 +214,13 @@ class _session:
         from compose.cli.commands.build import parallel_limit
         from compose.cli.commands.image import open_engine
         from compose.cli.commands.project_images import load
+        from compose.cli.progress import for_args
         from compose.run.executor import ProjectRunner
 
         args = self.args
         loaded = load(args, self.context, enable=getattr(args, "services", None) or ())
         self.engine = open_engine(args)
-        self.events = make_events(args, self.context)
+        self.events = for_args(args, self.context)
         builder = _builder(args, self.context, loaded) if self.build else None
         limit = parallel_limit(getattr(args, "parallel", -1), os.environ)
         return ProjectRunner(loaded, self.engine, self.events, parallel=limit, builder=builder)
@@ -239,19 +240,6 @@ def _builder(args, context, loaded):  # type: ignore[no-untyped-def]
         build_services(args, context, loaded, generations, requests)
 
     return build
-
-
-def make_events(args, context) -> Events:  # type: ignore[no-untyped-def]
-    """docker compose's progress view (tty, plain, json or quiet, as the global flags say)."""
-    from compose.cli.progress import for_args
-
-    return for_args(args, context)
-
-
-def _attached_hook():  # type: ignore[no-untyped-def]
-    from compose.cli import attached
-
-    return attached.attached_up
 
 
 # -- dry run ----------------------------------------------------------------------------------------------
@@ -317,9 +305,10 @@ _WORDS = {
 
 def _print_plan(args, context, loaded, plan, *, no_start: bool = False) -> None:  # type: ignore[no-untyped-def]
     """The plan's actions as the progress view's lines (the renderer marks them DRY-RUN)."""
+    from compose.cli.progress import for_args
     from compose.plan.specs import container_name
 
-    events = make_events(args, context)
+    events = for_args(args, context)
     try:
         for generation in plan.generations:
             for action in generation:
