@@ -23,29 +23,7 @@ _INVALID_CHOICE = re.compile(r"argument COMMAND: invalid choice: '([^']*)'")
 
 # docker compose commands later issues implement; naming one today gives a clear "not yet" instead of
 # "unknown command".
-PLANNED_COMMANDS = (
-    "attach",
-    "cp",
-    "create",
-    "down",
-    "events",
-    "exec",
-    "kill",
-    "logs",
-    "ls",
-    "pause",
-    "ps",
-    "restart",
-    "rm",
-    "run",
-    "scale",
-    "start",
-    "stop",
-    "unpause",
-    "up",
-    "wait",
-    "watch",
-)
+PLANNED_COMMANDS = ("watch",)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -187,8 +165,6 @@ def build_parser(command: str | None = None) -> ArgumentParser:
     for module in modules:
         module.add_parser(subparsers)
     for name in PLANNED_COMMANDS:
-        if name in subparsers.choices:  # implemented by one of the modules above
-            continue
         planned = subparsers.add_parser(name, add_help=False, prefix_chars="\0")
         planned.add_argument("rest", nargs=argparse.REMAINDER)
         planned.set_defaults(handler=_not_yet)
