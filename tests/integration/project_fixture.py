@@ -1,5 +1,6 @@
-"""Teardown shared by the tests that drive whole projects through the CLI on their own state root.
+"""Set-up and teardown shared by the tests that drive whole projects through the CLI on their own root.
 
+`own_root` gives a project directory and a state root holding the test image, and cleans both up after;
 `clean_root` removes whatever a failing test left (containers, the supervisor, networks, volumes, our
 firewall chains); `assert_nothing_left` then proves the state root holds nothing in the kernel or the
 database: no container row, no iptables rule of its scope, no mount under it. `wait_for` polls a
@@ -8,14 +9,17 @@ condition until it holds.
 
 from __future__ import annotations
 
+import io
 import subprocess
 import time
-from collections.abc import Callable
-from contextlib import suppress
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TypeVar
 
 from engine.api import Engine
+from engine.containers import cgroups
 from engine.errors import EngineError
 
 T = TypeVar("T")
@@ -29,6 +33,30 @@ def wait_for(condition: Callable[[], T], timeout: float = 20.0) -> T:
             raise AssertionError("condition not met in time")
         time.sleep(0.05)
     return value
+
+
+@contextmanager
+def own_root(tmp_path: Path, rootfs_tar: bytes, image: str) -> Iterator[tuple[Path, Path, str, str]]:
+    """(state root, project directory, project name, cgroup parent), the root holding `image`.
+
+    Afterwards everything under the root is removed (`clean_root`) with the cgroup parent, and, unless the
+    block raised, `assert_nothing_left` proves it.
+    """
+    name = "pyct" + uuid.uuid4().hex[:8]
+    parent = "pyc-test-" + uuid.uuid4().hex[:10]
+    directory = tmp_path / name
+    directory.mkdir()
+    root = tmp_path / "root"
+    try:
+        with Engine.open(str(root)) as engine:
+            engine.import_image(io.BytesIO(rootfs_tar), image)
+        yield root, directory, name, parent
+    finally:
+        try:
+            clean_root(root)
+        finally:
+            cgroups.remove_parent(parent)
+    assert_nothing_left(root)
 
 
 def clean_root(root: Path) -> None:

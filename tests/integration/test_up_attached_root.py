@@ -7,7 +7,6 @@ network and the supervisor, then checks that no container row, iptables rule or 
 
 from __future__ import annotations
 
-import io
 import os
 import queue
 import re
@@ -17,15 +16,13 @@ import sys
 import textwrap
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from project_fixture import assert_nothing_left, clean_root
+from project_fixture import own_root
 
 from engine.api import Engine
-from engine.containers import cgroups
 
 pytestmark = pytest.mark.root
 
@@ -89,22 +86,8 @@ class Stack:
 
 @pytest.fixture
 def stack(tmp_path: Path, rootfs_tar: bytes) -> Iterator[Stack]:
-    name = "pyct" + uuid.uuid4().hex[:8]
-    parent = "pyc-test-" + uuid.uuid4().hex[:10]
-    directory = tmp_path / name
-    directory.mkdir()
-    root = tmp_path / "root"
-    state = Stack(root, directory, name, parent)
-    try:
-        with Engine.open(str(root)) as engine:
-            engine.import_image(io.BytesIO(rootfs_tar), IMAGE)
-        yield state
-    finally:
-        try:
-            clean_root(root)
-        finally:
-            cgroups.remove_parent(parent)
-    assert_nothing_left(root)
+    with own_root(tmp_path, rootfs_tar, IMAGE) as (root, directory, name, parent):
+        yield Stack(root, directory, name, parent)
 
 
 class Lines:

@@ -7,22 +7,19 @@ mount or container row of that root is left.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from project_fixture import assert_nothing_left, clean_root
+from project_fixture import own_root
 
 from engine.api import Engine
-from engine.containers import cgroups
 
 pytestmark = pytest.mark.root
 
@@ -83,22 +80,8 @@ class Project:
 
 @pytest.fixture
 def project(tmp_path: Path, rootfs_tar: bytes) -> Iterator[Project]:
-    name = "pyct" + uuid.uuid4().hex[:8]
-    parent = "pyc-test-" + uuid.uuid4().hex[:10]
-    directory = tmp_path / name
-    directory.mkdir()
-    root = tmp_path / "root"
-    state = Project(root, directory, name, parent)
-    try:
-        with Engine.open(str(root)) as engine:
-            engine.import_image(io.BytesIO(rootfs_tar), IMAGE)
-        yield state
-    finally:
-        try:
-            clean_root(root)
-        finally:
-            cgroups.remove_parent(parent)
-    assert_nothing_left(root)
+    with own_root(tmp_path, rootfs_tar, IMAGE) as (root, directory, name, parent):
+        yield Project(root, directory, name, parent)
 
 
 def statuses(stderr: str) -> list[tuple[str, str]]:
