@@ -440,7 +440,7 @@ class ProjectRunner:
         depend on each other in a chain, as LNMP's), in this thread."""
         for generation in plan.generations:
             for action in generation:
-                if action.kind in STARTS and not run.no_start and action.service in self.project.services:
+                if self._starts_service(action.service, [action], run):
                     self._wait_dependencies(action.service)
                 self._act(action, run)
 
@@ -462,12 +462,17 @@ class ProjectRunner:
     async def _service(self, service: str, actions: list[Action], run: _Run, limiter: Any) -> None:
         import anyio
 
-        starts = any(a.kind in STARTS for a in actions) and not run.no_start
-        if starts and service in self.project.services:
+        if self._starts_service(service, actions, run):
             await anyio.to_thread.run_sync(self._wait_dependencies, service)
         async with anyio.create_task_group() as group:
             for action in actions:
                 group.start_soon(_in_thread, limiter, self._act, action, run)
+
+    def _starts_service(self, service: str, actions: Sequence[Action], run: _Run) -> bool:
+        """Whether these actions start a container of a service of the project (it waits for its
+        dependencies' conditions first)."""
+        starts = any(a.kind in STARTS for a in actions) and not run.no_start
+        return starts and service in self.project.services
 
     def _act(self, action: Action, run: _Run) -> None:
         """One action, in a worker thread: engine calls and their events."""
