@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_up_down_root import REPO, Project
+from test_up_down_root import Project
 from test_up_down_root import project as project
 
 from engine.containers.cgroups import detect_layout
@@ -78,16 +78,10 @@ def newer(root: Path, since: str) -> int:
 
 def killed_when(project: Project, args: list[str], reached) -> bool:  # type: ignore[no-untyped-def]
     """Run the CLI with `args`, kill -9 it once `reached()` is true; False when it finished first."""
-    env = {
-        **os.environ,
-        "PYCOMPOSE_ROOT": str(project.root),
-        "PYCOMPOSE_CGROUP_PARENT": project.parent,
-        "PYTHONPATH": str(REPO),
-    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "compose.cli.main", "--progress", "quiet", *args],
         cwd=project.directory,
-        env=env,
+        env=project.env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

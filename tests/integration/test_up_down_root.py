@@ -41,17 +41,20 @@ class Project:
         text = f"name: {self.name}\n" + textwrap.dedent(body).replace("SLEEPER", SLEEPER)
         (self.directory / "compose.yaml").write_text(text)
 
-    def __call__(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        env = {
+    def env(self) -> dict[str, str]:
+        """The CLI's environment: this state root and cgroup parent, this checkout on the path."""
+        return {
             **os.environ,
             "PYCOMPOSE_ROOT": str(self.root),
             "PYCOMPOSE_CGROUP_PARENT": self.parent,
             "PYTHONPATH": str(REPO),
         }
+
+    def __call__(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [sys.executable, "-m", "compose.cli.main", "--progress", "plain", *args],
             cwd=self.directory,
-            env=env,
+            env=self.env(),
             capture_output=True,
             text=True,
             timeout=120,
