@@ -15,18 +15,16 @@ import sys
 import textwrap
 import uuid
 from collections.abc import Iterator
-from contextlib import suppress
 from pathlib import Path
 
 import pytest
-from project_fixture import wait_for
+from project_fixture import clean_root, wait_for
 
 from compose.labels import ProjectIdentity
 from compose.loader.pipeline import ProjectOptions, load_project
 from compose.plan.specs import ImageFacts, Placement, container_spec
 from engine.api import Engine
 from engine.containers import cgroups
-from engine.errors import EngineError
 
 pytestmark = pytest.mark.root
 
@@ -112,20 +110,6 @@ class Project:
             self.engine.start_container(record["id"])
         wait_for(lambda: len(self.log()) >= len(services))
 
-    def cleanup(self) -> None:
-        from engine.supervise import client
-
-        try:
-            for record in self.engine.list_containers(all=True):
-                with suppress(EngineError):
-                    self.engine.remove_container(record["id"], force=True, volumes=True)
-        finally:
-            with suppress(EngineError):
-                client.shutdown(self.engine.root, timeout=10)
-            for volume in self.engine.list_volumes():
-                with suppress(EngineError):
-                    self.engine.remove_volume(volume.name, force=True)
-
 
 @pytest.fixture
 def project(tmp_path: Path, rootfs_tar: bytes, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
@@ -144,7 +128,7 @@ def project(tmp_path: Path, rootfs_tar: bytes, monkeypatch: pytest.MonkeyPatch) 
         yield state
     finally:
         try:
-            state.cleanup()
+            clean_root(state.root)
         finally:
             cgroups.remove_parent(parent)
             engine.close()

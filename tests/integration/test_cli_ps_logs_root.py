@@ -19,19 +19,17 @@ import textwrap
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from project_fixture import wait_for
+from project_fixture import assert_nothing_left, clean_root, wait_for
 
 from compose.labels import ProjectIdentity
 from compose.loader.pipeline import ProjectOptions, load_project
 from compose.plan.specs import ImageFacts, Placement, container_spec, network_specs
 from engine.api import Engine
 from engine.containers import cgroups
-from engine.errors import EngineError
 
 pytestmark = pytest.mark.root
 
@@ -78,7 +76,6 @@ class Project:
     root: Path
     port: int
     ids: dict[str, str] = field(default_factory=dict)  # service -> container id
-    networks: list[str] = field(default_factory=list)
 
     def cli(self, *args: str, **kwargs) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
         return subprocess.run(self.command(*args), capture_output=True, text=True, timeout=60, **kwargs)
@@ -137,7 +134,6 @@ def create(state: Project) -> None:
     config = str(state.directory / "compose.yaml")
     identity = ProjectIdentity(project.name, str(state.directory), (config,))
     for spec in network_specs(project, identity).values():
-        state.networks.append(spec.name)
         state.engine.create_network(spec)
     image = state.engine.inspect_image(IMAGE)
     image_config = image.config.get("config") or {}
@@ -153,35 +149,13 @@ def start(state: Project, *services: str) -> None:
 
 
 def cleanup(state: Project) -> None:
-    from engine.net import firewall
-    from engine.supervise import client
-
-    engine = state.engine
+    """Remove everything under the state root, then prove no bridge, rule, mount or row stays behind."""
+    bridges = [n.bridge for n in state.engine.list_networks()]
     try:
-        for record in engine.list_containers(all=True):
-            with suppress(EngineError):
-                engine.remove_container(record["id"], force=True, volumes=True)
+        clean_root(state.root)
     finally:
-        with suppress(EngineError):
-            client.shutdown(engine.root, timeout=10)
-        bridges = [n.bridge for n in engine.list_networks()]
-        for name in state.networks:
-            with suppress(EngineError):
-                engine.remove_network(name)
-        firewall.sync(engine.networks.scope, [], [])
-        assert_nothing_left(state, bridges)
-
-
-def assert_nothing_left(state: Project, bridges: list[str]) -> None:
-    """No bridge, firewall rule, mount or container of this state root stays behind."""
-    left = [f"bridge {b}" for b in bridges if os.path.exists(f"/sys/class/net/{b}")]
-    rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
-    scope = state.engine.networks.scope
-    left += [line for line in rules.splitlines() if line.startswith("-A") and scope in line]
-    with open("/proc/self/mountinfo") as mounts:
-        left += [f"mount {line.split()[4]}" for line in mounts if str(state.root) in line]
-    left += [f"container {r['id']}" for r in state.engine.list_containers(all=True)]
-    assert left == []
+        assert_nothing_left(state.root)
+        assert [b for b in bridges if os.path.exists(f"/sys/class/net/{b}")] == []
 
 
 def running_project(state: Project) -> None:
