@@ -248,20 +248,25 @@ services:
 """
 
 
-def test_sigint_stops_the_project_gracefully_and_exits_130(stack: Stack) -> None:
+def interrupted_once_ready(stack: Stack, *args: str) -> tuple[int, str, str]:
+    """`up *args` on LONG_RUNNING, sent SIGINT once db and web both print ready: status, stdout, stderr."""
     stack.write(LONG_RUNNING)
-    process = stack.spawn("up", "--no-color")
+    process = stack.spawn("up", *args)
     lines = Lines(process)
     try:
         seen = lines.wait_for(r"^(db|web)-1 +\| ready$", stack=stack)
         assert seen[0] == "Attaching to db-1, web-1"
         lines.wait_for(r"^(db|web)-1 +\| ready$", stack=stack)
         process.send_signal(signal.SIGINT)
-        code, out, err = finish(process, lines)
+        return finish(process, lines)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_sigint_stops_the_project_gracefully_and_exits_130(stack: Stack) -> None:
+    code, out, err = interrupted_once_ready(stack, "--no-color")
     assert code == 130, out + err
     assert "Gracefully stopping... (press Ctrl+C again to force)" in err
     progress = [line.strip() for line in err.splitlines()]
@@ -273,19 +278,7 @@ def test_sigint_stops_the_project_gracefully_and_exits_130(stack: Stack) -> None
 
 
 def test_sigint_stops_only_the_services_named(stack: Stack) -> None:
-    stack.write(LONG_RUNNING)
-    process = stack.spawn("up", "web", "--attach-dependencies", "--no-color")
-    lines = Lines(process)
-    try:
-        seen = lines.wait_for(r"^(db|web)-1 +\| ready$", stack=stack)
-        assert seen[0] == "Attaching to db-1, web-1"
-        lines.wait_for(r"^(db|web)-1 +\| ready$", stack=stack)
-        process.send_signal(signal.SIGINT)
-        code, out, err = finish(process, lines)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    code, out, err = interrupted_once_ready(stack, "web", "--attach-dependencies", "--no-color")
     assert code == 130, out + err
     assert "Traceback" not in err  # db's reader still follows when the CLI ends
     # as docker compose: Ctrl-C stops the services `up` was given, not their dependencies
