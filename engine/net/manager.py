@@ -2,12 +2,14 @@
 
 Composes store (state), ipam (addresses), links (kernel), firewall (rules), ports (host ports). The state
 database is the truth; the kernel and the firewall follow it:
-- create a network = state row, then bridge, then rules (undone in reverse on error);
-- remove a network = in-use check, bridge, rules, then the row LAST (a crash leaves a row whose bridge
-  `sweep` recreates and whose `rm` can be repeated; never a bridge of ours nothing names);
+- create a network = state row, then bridge and rules (undone on error);
+- remove a network = in-use check and the row (with a note under run/bridges-to-delete naming its bridge),
+  then bridge and rules, then the note: a crash leaves a note `sweep` completes, never a bridge of ours
+  nothing names; and a sweep running meanwhile never makes the bridge again (it makes those of rows);
 - prepare a container = netns, then per network: address (store.activate), veth; then ports and rules;
   any error undoes it all through `release`, which tolerates parts already gone.
-Every mutating operation holds `root.lock("network")`, so two processes never race on one root.
+Every mutating operation holds `root.lock("network")`, so two processes never race on one root; bridges are
+made and deleted outside it (`bridges` may be the supervisor, whose loop takes that lock).
 
 Names for DNS: each endpoint row carries the names every container sharing the network may resolve
 (aliases, container name, hostname, 12-char id). `links` aliases are private to the container that
@@ -148,12 +150,13 @@ class NetworkManager:
                 links.enable_forwarding()
                 self._sync_firewall()  # rules name the bridge, which need not exist yet
         except BaseException:
-            with contextlib.suppress(Exception):
-                self.bridges.delete(bridge)
             with self._locked():
+                self._doom(bridge)
                 self.store.remove(network.id)
                 with contextlib.suppress(Exception):
                     self._sync_firewall()
+            with contextlib.suppress(Exception):
+                self._delete_doomed(bridge)
             raise
         return network
 
@@ -173,29 +176,40 @@ class NetworkManager:
     def remove_network(self, ref: str) -> str:
         """Returns the name removed. Raises NetworkInUse / NetworkNotFound.
 
-        The network's rules go while its bridge is deleted (a ~30 ms iptables batch beside ~50 ms of
-        kernel time), the bridge outside the network lock (see create_network), the row last: a crash in
-        between leaves a row whose bridge and rules `sweep` recreates and whose `rm` can be repeated.
+        The row goes first, with a note naming its bridge (see the module's docstring); the bridge is
+        deleted outside the network lock, while the rules are synced (~50 ms of kernel time beside a
+        ~30 ms iptables batch).
         """
         with self._locked():
             network = self.store.get(ref)
             self._check_unused(network)
-        try:
-            with _beside(self.bridges.delete, network.bridge), self._locked():
-                self._sync_firewall(without=network.id)
-        except BaseException:
-            with self._locked(), contextlib.suppress(Exception):
-                self._sync_firewall()  # the network stays: so do its rules
-            raise
-        try:
-            with self._locked():
+            self._doom(network.bridge)
+            try:
                 self.store.remove(network.id)  # checks the endpoints again, atomically
-        except NetworkInUse:  # a container joined meanwhile: the network stays whole
-            self.bridges.ensure(network.bridge, _gateway_cidrs(network), network.mtu)
-            with self._locked():
-                self._sync_firewall()
-            raise
+            except BaseException:
+                self._spare(network.bridge)
+                raise
+        with _beside(self._delete_doomed, network.bridge), self._locked():
+            self._sync_firewall()
         return network.name
+
+    # -- bridges whose row is gone: a note each until the bridge is deleted ----------------------------
+
+    @property
+    def _doomed_dir(self) -> Path:
+        return Path(self.root.path) / "run" / "bridges-to-delete"
+
+    def _doom(self, bridge: str) -> None:
+        self._doomed_dir.mkdir(parents=True, exist_ok=True)
+        (self._doomed_dir / bridge).touch()
+
+    def _spare(self, bridge: str) -> None:
+        (self._doomed_dir / bridge).unlink(missing_ok=True)
+
+    def _delete_doomed(self, bridge: str) -> None:
+        """Delete the bridge, then its note (a failure leaves the note to the next sweep)."""
+        self.bridges.delete(bridge)
+        self._spare(bridge)
 
     def _check_unused(self, network: Network) -> None:
         """NetworkInUse before anything is touched (the store's remove checks again, atomically)."""
@@ -250,8 +264,6 @@ class NetworkManager:
 
     def prune_networks(self) -> list[str]:
         """Remove every network with no endpoint; returns their names."""
-        from engine.errors import NetworkInUse
-
         removed = []
         for network in self.store.list():
             if self.store.endpoints_in(network.id):
@@ -522,8 +534,15 @@ class NetworkManager:
         from engine.net import links
 
         with self._locked():
+            kept = set()
             for network in self.store.list():
                 links.ensure_bridge(network.bridge, _gateway_cidrs(network), network.mtu)
+                kept.add(network.bridge)
+            doomed = sorted(self._doomed_dir.iterdir()) if self._doomed_dir.is_dir() else []
+            for note in doomed:  # a removal that did not finish: its bridge goes (unless a row names it)
+                if note.name not in kept:
+                    links.delete_bridge(note.name)
+                note.unlink(missing_ok=True)
             stale = self._stale_containers()
             for cid in stale:
                 self._release_locked(cid)

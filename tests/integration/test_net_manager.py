@@ -207,6 +207,27 @@ def test_a_container_joining_a_network_whose_bridge_is_not_made_yet_makes_it(h):
     assert h.net.store.endpoints_of(spec.id)[0].ipv4 in out
 
 
+def test_a_removal_cut_short_leaves_a_note_the_sweep_completes_and_no_bridge_is_made_again(h):
+    """The row goes before the bridge (which is deleted outside the lock): a sweep in between must not make
+    the bridge again, and a removal killed in between leaves its note for the sweep."""
+    name = h.network()
+    bridge = h.net.get_network(name).bridge
+
+    def killed(_bridge: str) -> None:
+        raise KeyboardInterrupt  # the process dies after the row went, before the bridge did
+
+    h.net._delete_doomed = killed  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        h.net.remove_network(name)
+    del h.net._delete_doomed
+    with pytest.raises(NetworkNotFound):
+        h.net.get_network(name)
+    assert bridge in host_links()
+    h.net.sweep()
+    assert bridge not in host_links()
+    assert not (h.root.path / "run" / "bridges-to-delete" / bridge).exists()
+
+
 def test_network_in_use_cannot_be_removed(h):
     name = h.network()
     spec = h.create(networks=(name,))
