@@ -6,7 +6,7 @@
                 the planner's `Observed`.
 - `executor`  — `ProjectRunner`: up (networks, volumes, images: pull/build per pull_policy, then the
                 plan's generations with bounded parallelism and depends_on conditions), create, down,
-                scale. Engine calls run in worker threads (anyio); builds run before, single-threaded.
+                scale. Engine calls run in worker threads (parallel.py); builds run before, single-threaded.
 - `lifecycle` — start, stop, restart, pause, unpause, kill and rm of existing containers, in dependency
                 order (reverse for stop), with the same events.
 Errors are compose.errors / engine.errors; the CLI turns them into messages and exit codes.

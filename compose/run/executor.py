@@ -5,9 +5,9 @@ created if missing, external must exist, a volume of another project with the sa
 docker compose's), images (pull or build per pull_policy, `--build`/`--no-build`/`--pull`; builds use
 compose/build.py and run BEFORE any worker thread starts: the builder forks), check published host ports
 (engine check_ports) before starting anything, then converge.plan_up and execute its generations: actions
-of one generation in parallel (anyio, limited by `--parallel` / COMPOSE_PARALLEL_LIMIT), waiting for each
-service's depends_on conditions (service_started, service_healthy — fail clearly when the dependency
-becomes unhealthy or has no healthcheck —, service_completed_successfully; required: false).
+of one generation in parallel (threads: run/parallel.py; limited by `--parallel` / COMPOSE_PARALLEL_LIMIT),
+waiting for each service's depends_on conditions (service_started, service_healthy — fail clearly when the
+dependency becomes unhealthy or has no healthcheck —, service_completed_successfully; required: false).
 `--wait`: after starting, wait until every service is running/healthy (or exited 0 for one-shot
 services) within `--wait-timeout`. Every step reports through events.Events.
 `down`: reverse order stop + remove containers (orphans with --remove-orphans), remove the project's
@@ -43,6 +43,7 @@ from compose.plan.converge import (
     plan_up,
     project_graph,
 )
+from compose.run import parallel
 from compose.run.events import Events
 from compose.run.observe import as_observed, project_containers
 
@@ -51,10 +52,6 @@ if TYPE_CHECKING:  # compose.plan.specs is loaded by what creates containers (~2
 
 POLL = 0.05  # seconds between two looks at a dependency's state
 STARTS = ("create", "recreate", "start", "restart")
-# worker threads at most, whatever --parallel says. The supervisor now serves starts and stops
-# concurrently (listen backlog 1024), so a 20-service up runs every start at once; beyond 32, threads
-# only add memory (unlimited: +24 MB of CLI RSS at 100 replicas) for no measured gain (bench/README.md).
-ENGINE_THREADS = 32
 
 # builds generations of services given their requests (the CLI renders progress; the default builds
 # in-process, one after the other)
@@ -424,19 +421,29 @@ class ProjectRunner:
     # -- execution ----------------------------------------------------------------------------------
 
     def _execute(self, plan: Plan, run: _Run, observed: Iterable[Observed]) -> None:
-        """Generation after generation; in one, services in parallel, each after its dependencies."""
+        """Generation after generation; in one, services in parallel (threads), each after its
+        dependencies; engine calls limited by --parallel across services. After a failure, actions not
+        yet begun are skipped and the first failure is raised once the running ones are done."""
         for c in observed:
             if not c.oneoff:
                 run.set(c.service, c.number, (c.name, c.id))
         if all(sum(a.kind != "keep" for a in g) <= 1 for g in plan.generations):
-            self._one_at_a_time(plan, run)  # nothing runs side by side: no threads, no event loop (~50 ms)
+            self._one_at_a_time(plan, run)  # nothing runs side by side: no threads
             return
-        import anyio
+        gate = threading.BoundedSemaphore(parallel.thread_limit(self.parallel))
+        halt = parallel.Halt()
+        for generation in plan.generations:
+            by_service: dict[str, list[Action]] = {}
+            for action in generation:
+                by_service.setdefault(action.service, []).append(action)
 
-        anyio.run(self._generations, plan, run)
+            def service_step(item: tuple[str, list[Action]]) -> None:
+                self._service(item[0], item[1], run, gate, halt)
+
+            parallel.run_all(list(by_service.items()), halt.guard(service_step))
 
     def _one_at_a_time(self, plan: Plan, run: _Run) -> None:
-        """What `_generations` does when each generation holds one action at most (a stack whose services
+        """What `_execute` does when each generation holds one action at most (a stack whose services
         depend on each other in a chain, as LNMP's), in this thread."""
         for generation in plan.generations:
             for action in generation:
@@ -444,29 +451,17 @@ class ProjectRunner:
                     self._wait_dependencies(action.service)
                 self._act(action, run)
 
-    async def _generations(self, plan: Plan, run: _Run) -> None:
-        import anyio
-
-        limiter = anyio.CapacityLimiter(worker_limit(self.parallel))
-        for generation in plan.generations:
-            by_service: dict[str, list[Action]] = {}
-            for action in generation:
-                by_service.setdefault(action.service, []).append(action)
-            try:
-                async with anyio.create_task_group() as group:
-                    for service, actions in by_service.items():
-                        group.start_soon(self._service, service, actions, run, limiter)
-            except BaseExceptionGroup as group_error:
-                raise _first_error(group_error) from None
-
-    async def _service(self, service: str, actions: list[Action], run: _Run, limiter: Any) -> None:
-        import anyio
-
+    def _service(
+        self, service: str, actions: list[Action], run: _Run, gate: threading.Semaphore, halt: parallel.Halt
+    ) -> None:
+        """One service of a generation: its dependencies' conditions, then its actions side by side."""
         if self._starts_service(service, actions, run):
-            await anyio.to_thread.run_sync(self._wait_dependencies, service)
-        async with anyio.create_task_group() as group:
-            for action in actions:
-                group.start_soon(_in_thread, limiter, self._act, action, run)
+            self._wait_dependencies(service)
+
+        def act(action: Action) -> None:
+            self._act(action, run)
+
+        parallel.run_all(actions, halt.guard(parallel.limited(gate, act)), self.parallel)
 
     def _starts_service(self, service: str, actions: Sequence[Action], run: _Run) -> bool:
         """Whether these actions start a container of a service of the project (it waits for its
@@ -678,27 +673,6 @@ class LabelsOnlyRunner(ProjectRunner):
 
 
 # -- helpers (pure or engine-reading) ----------------------------------------------------------------
-
-
-def worker_limit(parallel: int | None) -> int:
-    """Engine calls in flight at once: --parallel (or COMPOSE_PARALLEL_LIMIT) when set, capped."""
-    limit = parallel if parallel and parallel > 0 else ENGINE_THREADS
-    return min(limit, ENGINE_THREADS)
-
-
-async def _in_thread(limiter: Any, fn: Callable[..., None], *args: Any) -> None:
-    import anyio
-
-    await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
-
-
-def _first_error(group: BaseExceptionGroup) -> BaseException:
-    """The first real error of a task group (nested groups unwrapped), for the CLI's single handler."""
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            return _first_error(exc)
-        return exc
-    return group
 
 
 def orphan_warning(project: str, orphans: Sequence[Observed]) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from compose import labels as L
@@ -25,12 +24,12 @@ from compose.errors import ComposeError, InvalidProjectError
 from compose.graph import Dependency, ServiceGraph
 from compose.loader.pipeline import LoadedProject
 from compose.run.events import Events
+from compose.run.parallel import run_all
 
 Record = dict[str, Any]
 ACTIVE = ("running", "paused", "restarting")
 """States docker reports as `Running` (a paused container is still running): stop/kill act on them."""
 POLL_SECONDS = 0.1
-DEFAULT_PARALLEL = 32
 
 
 # -- public commands ------------------------------------------------------------------------------------
@@ -64,7 +63,7 @@ def start(
             _act(events, record, "Starting", "Started", lambda r: engine.start_container(r["id"]))
 
     for generation in graph.start_generations():
-        _parallel([n for n in generation if n in selected], start_service, parallel)
+        run_all([n for n in generation if n in selected], start_service, parallel)
 
 
 def stop(
@@ -82,7 +81,7 @@ def stop(
     found = _by_service(_lookup(engine, loaded.name))
     for generation in graph.stop_generations():
         records = [r for name in generation if name in selected for r in found.get(name, ())]
-        _parallel(records, lambda r: _stop_one(engine, events, r, timeout), parallel)
+        run_all(records, lambda r: _stop_one(engine, events, r, timeout), parallel)
 
 
 def restart(
@@ -113,10 +112,10 @@ def restart(
 
     def restart_service(name: str) -> None:
         _wait_dependencies(engine, events, graph, name, found, only=edges)
-        _parallel(found.get(name, []), restart_one, parallel)
+        run_all(found.get(name, []), restart_one, parallel)
 
     for generation in generations(selected, edges):
-        _parallel(generation, restart_service, parallel)
+        run_all(generation, restart_service, parallel)
 
 
 def pause(
@@ -147,7 +146,7 @@ def _each_in_state(loaded, engine, events, services, state, status, action, para
     """`action(id)` on every container of `services` in `state`, all at once, each reported as `status`."""
     selected = _named(_graph(loaded), services)
     records = [r for r in _lookup(engine, loaded.name, selected) if r["state"] == state]
-    _parallel(records, lambda r: _done(events, r, status, lambda: action(r["id"])), parallel)
+    run_all(records, lambda r: _done(events, r, status, lambda: action(r["id"])), parallel)
 
 
 def kill(
@@ -170,7 +169,7 @@ def kill(
     order += [[r for r in records if _service(r) in gen] for gen in graph.stop_generations()]
     act = lambda r: _act(events, r, "Killing", "Killed", lambda c: engine.kill_container(c["id"], signal))  # noqa: E731
     for batch in order:
-        _parallel(batch, act, parallel)
+        run_all(batch, act, parallel)
     return [r["name"] for r in records]
 
 
@@ -205,7 +204,7 @@ def rm(
         call = lambda r: engine.remove_container(r["id"], force=force, volumes=volumes)  # noqa: E731
         _act(events, record, "Removing", "Removed", call)
 
-    _parallel(records, remove, parallel)
+    run_all(records, remove, parallel)
     return names
 
 
@@ -295,23 +294,6 @@ def _scale(loaded: LoadedProject, name: str) -> int | None:
 
 
 # -- acting ---------------------------------------------------------------------------------------------
-
-
-def _parallel(items: Sequence[Any], work: Callable[[Any], None], limit: int | None) -> None:
-    """Run `work` on every item in threads (engine calls only); every item finishes, then the first
-    failure is raised so one bad container does not leave its siblings half-done."""
-    if not items:
-        return
-    if len(items) == 1:
-        work(items[0])
-        return
-    workers = min(len(items), limit if limit and limit > 0 else DEFAULT_PARALLEL)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(work, item) for item in items]
-    for future in futures:
-        error = future.exception()
-        if error is not None:
-            raise error
 
 
 def _act(events: Events, record: Record, working: str, final: str, call: Callable[[Record], Any]) -> None:

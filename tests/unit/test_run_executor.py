@@ -1,5 +1,5 @@
 """Pure parts of the executor and the up/down/scale commands: records -> Observed, waits' verdicts,
-scale arguments, orphan warning, error unwrapping, the flags the parser accepts."""
+scale arguments, orphan warning, the flags the parser accepts."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from compose.errors import ComposeError, UsageError
 from compose.labels import CONFIG_HASH, CONTAINER_NUMBER, ONEOFF, PROJECT, SERVICE
 from compose.run.executor import (
     _exited,
-    _first_error,
     _healthy,
     _running_or_done,
     health_of,
@@ -147,12 +146,6 @@ def test_orphan_warning_names_each_service_once() -> None:
     text = orphan_warning("shop", orphans)
     assert text.startswith("Found orphan containers ([old]) for this project.")
     assert "--remove-orphans" in text
-
-
-def test_first_error_unwraps_nested_groups() -> None:
-    inner = ComposeError("boom")
-    group = BaseExceptionGroup("outer", [BaseExceptionGroup("inner", [inner])])
-    assert _first_error(group) is inner
 
 
 def test_the_commands_take_docker_compose_flags() -> None:
@@ -319,12 +312,3 @@ def test_a_container_that_is_not_intact_is_made_again_instead_of_started() -> No
         seen = as_observed(record(name, "web", "1", state="exited"))
         runner._start_existing(Action("start", "web", 1, seen), _Run())
     assert runner.did == [("start", "whole-id"), ("recreate", "half-id")]  # type: ignore[attr-defined]
-
-
-def test_worker_limit_follows_parallel_up_to_the_cap() -> None:
-    from compose.run.executor import ENGINE_THREADS, worker_limit
-
-    assert ENGINE_THREADS == 32  # a 20-service up starts every service at once
-    assert worker_limit(None) == worker_limit(-1) == worker_limit(0) == ENGINE_THREADS
-    assert worker_limit(1) == 1 and worker_limit(20) == 20
-    assert worker_limit(500) == ENGINE_THREADS
