@@ -51,9 +51,20 @@ def _pyroute2() -> Any:
 
 
 def preload() -> None:
-    """Import pyroute2 now: a process that forks helpers doing netlink work imports it once, not in
-    every helper (125 ms each)."""
+    """Import pyroute2 and compile its message tables now: a process that forks helpers doing netlink
+    work does it once, not every helper (125 ms each)."""
     _pyroute2()
+    from engine.net import rtnl
+
+    rtnl.warm()
+
+
+def _rtnl() -> Any:
+    """A plain netlink socket (engine/net/rtnl) bound to the calling thread's current network namespace:
+    the attach path's requests, without IPRoute's asyncio loop per request."""
+    from engine.net import rtnl
+
+    return rtnl.Rtnl()
 
 
 def _off_loop(fn: Callable[P, R]) -> Callable[P, R]:
@@ -139,7 +150,7 @@ def _parse_cidrs(addresses: Sequence[str], subject: str) -> list[Any]:
 
 
 def _add_address(ipr: Any, index: int, iface: Any) -> None:
-    """One address on a link; an address already there is fine (idempotent)."""
+    """One address on a link (IPRoute); an address already there is fine (idempotent)."""
     extra = {"flags": _IFA_F_NODAD} if iface.version == 6 else {}
     _ignoring(
         (errno.EEXIST,),
@@ -205,18 +216,18 @@ def delete_bridge(name: str) -> None:
     _delete_link(name, "deleting bridge")
 
 
-def _delete_by_name(ipr: Any, name: str) -> bool:
-    """Delete link `name` if it exists; True when there was one."""
+def _delete_by_name(nl: Any, name: str) -> bool:
+    """Delete link `name` if it exists (through an rtnl.Rtnl); True when there was one."""
     index = _index(name)
     if index is not None:
-        _ignoring((errno.ENODEV,), ipr.link, "del", index=index)
+        _ignoring((errno.ENODEV,), nl.delete_link, index)
     return index is not None
 
 
 def _delete_link(name: str, step: str) -> None:
     try:
-        with _iproute() as ipr:
-            _delete_by_name(ipr, name)
+        with _rtnl() as nl:
+            _delete_by_name(nl, name)
     except (OSError, _pyroute2().NetlinkError) as exc:
         raise _error(step, name, exc) from exc
 
@@ -312,32 +323,38 @@ def delete_netns(path: str) -> None:
 # ---------------------------------------------------------------- veths
 
 
-def _add_veth(ipr: Any, host_veth: str, master: int, peer: dict[str, Any], mtu: int) -> None:
+def _add_veth(nl: Any, host_veth: str, master: int, peer: dict[str, Any], mtu: int) -> None:
     """One request: the pair, the host end enslaved and up, the peer born inside the namespace.
     A leftover pair of the same name (a crash between attach and detach) is replaced once."""
     for attempt in (1, 2):
         try:
-            ipr.link("add", ifname=host_veth, kind="veth", peer=peer, master=master, mtu=mtu, state="up")
+            nl.add_veth(host_veth, master=master, mtu=mtu, **peer)
             return
         except _pyroute2().NetlinkError as exc:
             if exc.code != errno.EEXIST or attempt == 2:
                 raise
-            if not _delete_by_name(ipr, host_veth):  # the clash is inside the namespace: not ours
+            if not _delete_by_name(nl, host_veth):  # the clash is inside the namespace: not ours
                 raise
+
+
+def _set_hairpin(host_veth: str) -> None:
+    """Published ports are kernel DNAT: a container reaching its own port through a host address comes
+    back out of the bridge port it left by (Docker sets it likewise). A sysfs write: no netlink."""
+    with open(f"/sys/class/net/{host_veth}/brport/hairpin_mode", "w", encoding="ascii") as handle:
+        handle.write("1")
 
 
 def _configure_inside(ifname: str, cidrs: list[Any], gateways: list[Any]) -> None:
     """Inside the target netns: addresses, link up, default routes."""
-    with _iproute() as ipr:
+    with _rtnl() as nl:
         index = _index(ifname)
         if index is None:
             raise NetworkError("the veth peer did not arrive in the namespace", subject=ifname)
         for iface in cidrs:
-            _add_address(ipr, index, iface)
-        ipr.link("set", index=index, state="up")
+            _ignoring((errno.EEXIST,), nl.add_address, index, iface)
+        nl.set_up(index)
         for gw in gateways:
-            dst = "::/0" if gw.version == 6 else "0.0.0.0/0"
-            ipr.route("add", dst=dst, gateway=str(gw), oif=index, family=_family(gw))
+            nl.add_default_route(gw, index)
 
 
 @_off_loop
@@ -381,21 +398,17 @@ def _attach(
     mac: str | None,
     mtu: int,
 ) -> None:
-    peer: dict[str, Any] = {"ifname": ifname, "net_ns_fd": nsfd, "mtu": mtu}
-    if mac:
-        peer["address"] = mac
+    peer: dict[str, Any] = {"peer_name": ifname, "peer_netns_fd": nsfd, "peer_mac": mac}
     step = "creating veth"
     try:
-        with _iproute() as ipr:
+        with _rtnl() as nl:
             master = _index(bridge)
             if master is None:
                 raise NetworkError("no such bridge", subject=bridge)
-            _add_veth(ipr, host_veth, master, peer, mtu)
+            _add_veth(nl, host_veth, master, peer, mtu)
             try:
                 step = "setting hairpin mode"
-                # published ports are kernel DNAT: a container reaching its own port through a host
-                # address comes back out of the bridge port it left by (Docker sets it likewise)
-                ipr.brport("set", index=_index(host_veth), mode=1)
+                _set_hairpin(host_veth)
                 step = f"configuring {ifname} in the namespace"
                 with _thread_netns_saved():
                     sc.setns(nsfd, sc.CLONE_NEWNET)
@@ -403,9 +416,9 @@ def _attach(
                 if mac:
                     step = "announcing the address to the host"
                     _wait_forwarding(host_veth)
-                    _announce(ipr, master, cidrs, mac)
+                    _announce(nl, master, cidrs, mac)
             except BaseException:
-                _delete_by_name(ipr, host_veth)  # the peer goes with it: nothing is left
+                _delete_by_name(nl, host_veth)  # the peer goes with it: nothing is left
                 raise
     except (OSError, _pyroute2().NetlinkError) as exc:
         raise _error(step, host_veth, exc) from exc
@@ -431,15 +444,16 @@ def _wait_forwarding(host_veth: str, timeout: float = 0.2) -> None:
         time.sleep(0.0005)
 
 
-def _announce(ipr: Any, bridge_index: int, cidrs: list[Any], mac: str) -> None:
+def _announce(nl: Any, bridge_index: int, cidrs: list[Any], mac: str) -> None:
     """The host learns the container's IPv4 -> MAC now (a STALE neighbour entry: used at once, confirmed
     by the kernel later). A client that hit a published port before the container's address existed
     (a poller waiting for the service) left an INCOMPLETE entry; its queued SYNs then waited for the
     next ARP retry, 1 s later. Replacing it sends them now."""
-    stale = 0x04  # NUD_STALE
+    from engine.net.rtnl import NUD_STALE
+
     for iface in cidrs:
         if iface.version == 4:
-            ipr.neigh("replace", dst=str(iface.ip), lladdr=mac, ifindex=bridge_index, state=stale)
+            nl.replace_neighbour(iface.ip, mac, bridge_index, NUD_STALE)
 
 
 @_off_loop
@@ -453,10 +467,10 @@ def detach_many(host_veths: Sequence[str]) -> list[str]:
     """Delete several host-side veths through one netlink socket; missing ones are fine. Returns the
     names that could not be deleted (each failure is independent: the rest still go)."""
     failed: list[str] = []
-    with _iproute() as ipr:
+    with _rtnl() as nl:
         for name in host_veths:
             try:
-                _delete_by_name(ipr, name)
+                _delete_by_name(nl, name)
             except (OSError, _pyroute2().NetlinkError):
                 failed.append(name)
     return failed
