@@ -7,13 +7,14 @@ wait instead of failing. The schema is described in LAYOUT.md; change it only by
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -213,10 +214,73 @@ SCHEMA_VERSION = len(MIGRATIONS)
 _OPEN: weakref.WeakSet[Database] = weakref.WeakSet()
 
 
+class _WriterLock:
+    """One writer at a time: first among this process's threads (a threading.Lock), then among the
+    processes sharing the database (an flock on `<db>.writer`, which wakes the next writer the moment one
+    commits). SQLite's own busy handler sleeps 1, 2, 5, 10... ms between retries instead: 20 threads of a
+    parallel `up` waited ~0.1 s each for the lock, and the supervisor's event loop stalled ~25 ms per
+    20-service `up` behind the CLI's commits. A writer that holds the lock past `timeout` (a stopped
+    process) gets the same StateError as SQLite's busy timeout gave."""
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._threads = threading.Lock()
+        self._fd = -1
+        self._pid = 0
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        try:
+            self._lock_file()
+        except BaseException:
+            self._threads.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._fd >= 0:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's lock may be held by a thread the child does not have, and
+        the inherited descriptor shares the parent's flock (closing it here does not release theirs)."""
+        self._threads = threading.Lock()
+        if self._fd >= 0:
+            with suppress(OSError):
+                os.close(self._fd)
+        self._fd, self._pid = -1, 0
+
+    def _lock_file(self) -> None:
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            try:
+                self._fd = os.open(f"{self.path}.writer", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError:  # a read-only root: SQLite's own locking still keeps writers apart
+                self._fd = -1
+        if self._fd < 0:
+            return
+        deadline = time.monotonic() + self.timeout
+        delay = 0.00005
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                pass
+            if time.monotonic() > deadline:
+                message = "database stayed busy (its writer lock is held); another pycompose holds it"
+                raise StateError(message, subject=str(self.path))
+            time.sleep(delay)
+            delay = min(delay * 2, 0.001)
+
+
 def _fresh_writer_locks() -> None:
-    """After fork: a parent's writer lock may be held by a thread that does not exist in the child."""
+    """After fork: see _WriterLock.after_fork."""
     for database in list(_OPEN):
-        database._writer = threading.Lock()
+        database._writer.after_fork()
 
 
 os.register_at_fork(after_in_child=_fresh_writer_locks)
@@ -238,9 +302,7 @@ class Database:
         self._local = threading.local()
         self._all: list[tuple[int, sqlite3.Connection]] = []
         self._all_lock = threading.Lock()
-        # One writer at a time inside this process: SQLite's busy handler sleeps 1..100 ms between
-        # retries, so 20 threads racing for the write lock (a parallel `up`) waited ~0.1 s each for it.
-        self._writer = threading.Lock()
+        self._writer = _WriterLock(self.path, busy_timeout)
         _OPEN.add(self)
         self._enable_wal()
         self._migrate()

@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import select
 import signal
+import threading
 import time
 
 import pytest
@@ -177,3 +178,64 @@ def test_many_processes_creating_the_same_root_at_once(tmp_path):
             os.close(start_read)
             os.close(start_write)
     assert failures == 0
+
+
+def _hold_transaction(path: str, ready_w: int, release_r: int) -> None:
+    """Child: take the write lock in a transaction, say so, hold it until told to commit."""
+    from engine.state.db import Database
+
+    db = Database(path)
+    with db.transaction():
+        db.execute("INSERT INTO meta(key, value) VALUES ('holder', 'x')")
+        os.write(ready_w, b"1")
+        select.select([release_r], [], [], 10)
+    db.close()
+
+
+def test_a_waiting_writer_goes_the_moment_the_other_process_commits_and_times_out_when_it_never_does(
+    tmp_path,
+):
+    """The cross-process writer lock: the second writer neither polls at SQLite's 1-100 ms steps nor
+    fails while the first holds the lock briefly; past the busy timeout it gets a StateError."""
+    from engine.errors import StateError
+    from engine.state.db import Database
+
+    path = str(tmp_path / "state.db")
+    Database(path).close()
+    ready_r, ready_w = os.pipe()
+    release_r, release_w = os.pipe()
+    holder = FORK.Process(target=_hold_transaction, args=(path, ready_w, release_r))
+    holder.start()
+    try:
+        assert select.select([ready_r], [], [], 10)[0], "the holder never took the lock"
+        short = Database(path, busy_timeout=0.2)
+        started = time.monotonic()
+        with pytest.raises(StateError, match="busy"), short.transaction():
+            short.execute("INSERT INTO meta(key, value) VALUES ('short', 'x')")
+        assert 0.2 <= time.monotonic() - started < 2
+        waiting = Database(path)
+        released_at: list[float] = []
+
+        def release_soon() -> None:
+            time.sleep(0.4)  # SQLite's busy handler would be retrying every 100 ms by now
+            released_at.append(time.monotonic())
+            os.write(release_w, b"1")
+
+        releaser = threading.Thread(target=release_soon)
+        releaser.start()
+        with waiting.transaction():
+            waiting.execute("INSERT INTO meta(key, value) VALUES ('waiter', 'x')")
+        committed_at = time.monotonic()
+        releaser.join()
+        assert committed_at - released_at[0] < 0.02  # no busy-handler sleep (up to 100 ms) after the release
+        rows = {
+            r[0] for r in waiting.query("SELECT key FROM meta WHERE key IN ('holder', 'waiter', 'short')")
+        }
+        assert rows == {"holder", "waiter"}
+        short.close()
+        waiting.close()
+    finally:
+        os.write(release_w, b"1")
+        holder.join(10)
+        if holder.is_alive():
+            holder.kill()
