@@ -50,9 +50,10 @@ def _pyroute2() -> Any:
     return pyroute2
 
 
+@functools.cache
 def preload() -> None:
-    """Import pyroute2 and compile its message tables now: a process that forks helpers doing netlink
-    work does it once, not every helper (125 ms each)."""
+    """Import pyroute2 and compile its message tables now (once): a process that forks helpers doing
+    netlink work does it once, not every helper (125 ms each)."""
     _pyroute2()
     from engine.net import rtnl
 
