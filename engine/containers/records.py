@@ -1,7 +1,10 @@
 """The `containers` table (schema v4): one row per container, shared by the CLI, manager and supervisor.
 
-Every write runs in its own `db.transaction()` (BEGIN IMMEDIATE), so a supervisor recording an exit and
-a CLI removing the container never interleave half-way. Rows come back as plain dicts with the column
+Every write runs in its own `db.transaction(durable=False)` (BEGIN IMMEDIATE), so a supervisor recording
+an exit and a CLI removing the container never interleave half-way. Not durable (no fsync of its own, see
+Database.transaction): which containers exist and run is runtime state that a power loss makes moot; it
+may undo the last seconds of changes (a container removed just before comes back as exited), never the
+named volumes or images, whose rows stay durable. Rows come back as plain dicts with the column
 names of LAYOUT.md, except that `labels` is decoded to a dict and `oom_killed` / `stopped_by_user` are
 bools; `spec` stays the JSON text (`ContainerSpec.from_json` decodes it) so this module needs no spec.
 """
@@ -44,7 +47,7 @@ def insert(
 ) -> dict[str, Any]:
     """Add a container in state `created`; a taken name or id is a ContainerConflict, not a crash."""
     try:
-        with db.transaction() as conn:
+        with db.transaction(durable=False) as conn:
             conn.execute(
                 "INSERT INTO containers (id, name, image_id, spec, labels, created)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -98,7 +101,7 @@ def _labels_match(have: dict[str, str], want: dict[str, str | None]) -> bool:
 
 
 def _update(db: Database, id: str, assignments: str, params: tuple[Any, ...]) -> None:
-    with db.transaction() as conn:
+    with db.transaction(durable=False) as conn:
         cursor = conn.execute(f"UPDATE containers SET {assignments} WHERE id = ?", (*params, id))
         if cursor.rowcount == 0:
             raise ContainerNotFound("no such container", subject=id)
@@ -138,7 +141,7 @@ def set_stopped_by_user(db: Database, id: str, value: bool) -> None:
 
 def bump_restart(db: Database, id: str) -> int:
     """Count one more restart and return the new count (read and write in one transaction)."""
-    with db.transaction() as conn:
+    with db.transaction(durable=False) as conn:
         cursor = conn.execute("UPDATE containers SET restart_count = restart_count + 1 WHERE id = ?", (id,))
         if cursor.rowcount == 0:
             raise ContainerNotFound("no such container", subject=id)
@@ -156,7 +159,7 @@ def set_log_path(db: Database, id: str, path: str) -> None:
 
 def delete(db: Database, id: str) -> None:
     """Remove the row (the caller has already released the mounts, cgroup and volumes)."""
-    with db.transaction() as conn:
+    with db.transaction(durable=False) as conn:
         if conn.execute("DELETE FROM containers WHERE id = ?", (id,)).rowcount == 0:
             raise ContainerNotFound("no such container", subject=id)
 

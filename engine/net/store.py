@@ -138,7 +138,7 @@ class NetworkStore:
         """
         if len(statics) != len(rows):
             raise ValueError("one (ipv4, ipv6) pair per endpoint")
-        with self.db.transaction() as conn:
+        with self.db.transaction(durable=False) as conn:  # runtime state (Database.transaction)
             found = conn.execute("SELECT name FROM containers WHERE id = ?", (container_id,)).fetchone()
             own = [found[0]] if found else []
             for position, (row, (ipv4, ipv6)) in enumerate(zip(rows, statics, strict=True)):
@@ -172,7 +172,7 @@ class NetworkStore:
         v6 = next((s for s in network.subnets if ":" in s.subnet), None)
         if not network.spec.enable_ipv6:
             v6 = None
-        with self.db.transaction() as conn:
+        with self.db.transaction(durable=False) as conn:  # runtime state (Database.transaction)
             row = conn.execute(
                 "SELECT static_ipv4, static_ipv6, static_mac FROM endpoints"
                 " WHERE container_id = ? AND network_id = ?",
@@ -202,7 +202,7 @@ class NetworkStore:
 
     def deactivate(self, container_id: str) -> list[Endpoint]:
         """Clear addresses (keeping static ones as asked) and mark inactive; returns what was active."""
-        with self.db.transaction() as conn:
+        with self.db.transaction(durable=False) as conn:  # runtime state (Database.transaction)
             was = conn.execute(
                 f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints WHERE container_id = ? AND active = 1"
                 " ORDER BY position",
@@ -216,7 +216,8 @@ class NetworkStore:
         return [_endpoint(r) for r in was]
 
     def remove_endpoints(self, container_id: str) -> None:
-        self.db.execute("DELETE FROM endpoints WHERE container_id = ?", (container_id,))  # names cascade
+        with self.db.transaction(durable=False) as conn:  # runtime state (Database.transaction)
+            conn.execute("DELETE FROM endpoints WHERE container_id = ?", (container_id,))  # names cascade
 
     def endpoints_of(self, container_id: str) -> list[Endpoint]:
         """In the order the container joined (position)."""
@@ -277,7 +278,7 @@ class NetworkStore:
     def set_ports(self, container_id: str, ports: Sequence[PublishedPort], bridge: str) -> None:
         """Replace the container's published ports; a host port another container holds already is refused
         by the unique index (host_ip, host_port, protocol) as PortInUse."""
-        with self.db.transaction() as conn:
+        with self.db.transaction(durable=False) as conn:  # runtime state (Database.transaction)
             conn.execute("DELETE FROM published_ports WHERE container_id = ?", (container_id,))
             for port in ports:
                 try:
@@ -299,7 +300,8 @@ class NetworkStore:
                     raise PortInUse(f"Bind for {where} failed: port is already allocated") from None
 
     def clear_ports(self, container_id: str) -> None:
-        self.db.execute("DELETE FROM published_ports WHERE container_id = ?", (container_id,))
+        with self.db.transaction(durable=False) as conn:  # runtime state (Database.transaction)
+            conn.execute("DELETE FROM published_ports WHERE container_id = ?", (container_id,))
 
     def ports_of(self, container_id: str) -> list[PublishedPort]:
         rows = self.db.query(

@@ -454,7 +454,7 @@ class Daemon:
         w.drained = asyncio.Event()
         w.fds = streams
         self._hold(self.keeper, w)
-        with self.db.transaction():  # one commit (an fsync) for the row, its log path and health
+        with self.db.transaction(durable=False):  # one commit for the row, its log path and health
             if user_start:
                 records.reset_restart(self.db, w.id)
             records.record_started(self.db, w.id, pid, keeper.now_rfc3339())

@@ -678,3 +678,31 @@ def test_a_version_1_database_migrates_to_the_pulls_table(tmp_path):
     db.execute("INSERT INTO pulls (name, pulled) VALUES ('docker.io/library/nginx:latest', '2026-11-21')")
     assert db.scalar("SELECT count(*) FROM pulls") == 1
     db.close()
+
+
+def test_a_runtime_transaction_commits_without_its_own_fsync_and_leaves_the_connection_durable(tmp_path):
+    """durable=False: synchronous NORMAL for that commit only (FULL before, after, and after a failure);
+    nested blocks keep the outer choice; the rows are committed all the same."""
+    db = Database(tmp_path / "state.db")
+
+    def synchronous(conn: sqlite3.Connection) -> int:
+        return conn.execute("PRAGMA synchronous").fetchone()[0]
+
+    full, normal = 2, 1
+    conn = db.connection()
+    assert synchronous(conn) == full
+    with db.transaction(durable=False) as inner:
+        assert synchronous(inner) == normal
+        inner.execute("INSERT INTO meta(key, value) VALUES ('runtime', '1')")
+        with db.transaction() as nested:  # a savepoint: the outer block decides
+            assert synchronous(nested) == normal
+    assert synchronous(conn) == full
+    with pytest.raises(RuntimeError), db.transaction(durable=False):
+        raise RuntimeError("undone")
+    assert synchronous(conn) == full
+    with db.transaction() as durable:
+        assert synchronous(durable) == full
+    other = Database(tmp_path / "state.db")
+    assert other.scalar("SELECT value FROM meta WHERE key = 'runtime'") == "1"
+    other.close()
+    db.close()
