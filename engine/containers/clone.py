@@ -27,7 +27,6 @@ How the child may run Python code in the shared memory (read before changing any
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import mmap
 import os
 import signal
@@ -45,8 +44,8 @@ PR_GET_DUMPABLE = 3
 PR_SET_DUMPABLE = 4
 CHILD_FAILED = 125  # exit status if `entry` ever returns
 
-_pylibc = ctypes.PyDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)  # keeps the GIL
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_pylibc = ctypes.PyDLL(None, use_errno=True)  # keeps the GIL; the process's symbols, libc's among them
+_libc = ctypes.CDLL(None, use_errno=True)  # (not ctypes.util.find_library: it runs `ldconfig -p`)
 _ENTRY = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
 _pylibc.clone.argtypes = [_ENTRY, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
 _pylibc.clone.restype = ctypes.c_int

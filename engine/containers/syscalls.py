@@ -8,10 +8,11 @@ can turn it into an engine error naming the step.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# The process's own symbols, libc's among them (as seccomp.py and capabilities.py do): ctypes.util's
+# find_library("c") runs `ldconfig -p` in a subprocess, 15-30 ms of every CLI run that loads this module.
+_libc = ctypes.CDLL(None, use_errno=True)
 
 # mount(2) flags (linux/mount.h)
 MS_RDONLY = 0x1
