@@ -31,7 +31,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.containers import security
 from engine.containers import syscalls as sc
 from engine.containers.spec import ContainerSpec, Mount, NetworkSetup
 from engine.errors import ContainerStartError
@@ -244,6 +243,10 @@ def enter(
     sysctls: Sequence[tuple[str, str]] = (),
 ) -> None:
     """Steps 1-6 of the module docstring. Run in the container's PID 1, after unshare(CLONE_NEWNS)."""
+    # the spawn side only (seccomp and capabilities come with it); imported before pivot_root, after
+    # which the host's files are out of reach
+    from engine.containers import security
+
     merged = str(paths.merged)
     _step("make / private", sc.mount, None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
     _step("mount overlay root", mount_overlay, spec.layer_dirs, paths)

@@ -39,7 +39,6 @@ from engine.errors import (
     InvalidReference,
 )
 from engine.images import manifest as mf
-from engine.images.changes import apply_changes
 from engine.images.reference import Reference, parse_reference
 from engine.images.types import Descriptor, Image, Layer, Platform
 from engine.state import StateRoot
@@ -757,6 +756,8 @@ class ImageStore:
         target = parse_reference(reference) if reference else None
         if target is not None and target.is_digest:
             raise InvalidReference("cannot import to a digest reference", subject=reference)
+        from engine.images.changes import apply_changes  # the Dockerfile parser: only `import` needs it
+
         container_config = apply_changes({}, changes)
         plat = platform or mf.host_platform()
         with self.lease():
