@@ -179,7 +179,7 @@ class ContainerManager:
                 self.volumes.mark_in_use(mount.source, spec.id)
                 if not mount.subpath:
                     self._copy_up(spec, mount)
-        paths = rootfs.prepare(spec, self.root)
+        paths = rootfs.make_dirs(self.root, spec.id)  # the /etc files come at start
         if spec.log_driver in ("json-file", ""):
             records.set_log_path(self.db, spec.id, str(logs.log_path(paths.base, spec.id)))
 

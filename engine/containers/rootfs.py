@@ -125,17 +125,24 @@ def container_paths(root: StateRoot, container_id: str) -> ContainerPaths:
 # -- host side -------------------------------------------------------------------------------------
 
 
-def prepare(spec: ContainerSpec, root: StateRoot, network: NetworkSetup | None = None) -> ContainerPaths:
-    """Create upper/work/merged and write hostname, hosts and resolv.conf (idempotent: a restart reuses).
-
-    `network` adds the container's own addresses to /etc/hosts and points resolv.conf at our DNS.
-    """
-    paths = container_paths(root, spec.id)
+def make_dirs(root: StateRoot, container_id: str) -> ContainerPaths:
+    """Create the container's upper/work/merged directories (idempotent). What `create` needs: the
+    /etc files are written at each start, by `prepare`, as Docker writes them."""
+    paths = container_paths(root, container_id)
     paths.base.mkdir(parents=True, exist_ok=True, mode=0o710)
     paths.work.mkdir(exist_ok=True, mode=0o700)
     for directory in (paths.upper, paths.merged):  # upper's mode is the container's "/": keep it 0755
         directory.mkdir(exist_ok=True)
         os.chmod(directory, 0o755)
+    return paths
+
+
+def prepare(spec: ContainerSpec, root: StateRoot, network: NetworkSetup | None = None) -> ContainerPaths:
+    """The directories (make_dirs) and hostname, hosts and resolv.conf (idempotent: a restart reuses).
+
+    `network` adds the container's own addresses to /etc/hosts and points resolv.conf at our DNS.
+    """
+    paths = make_dirs(root, spec.id)
     hostname = container_hostname(spec)
     _write(paths.etc_file("hostname"), hostname + "\n")
     _write(paths.etc_file("hosts"), hosts_text(spec, hostname, network))

@@ -131,7 +131,8 @@ def test_create_inspect_remove_leaves_nothing(mgr: ContainerManager) -> None:
     assert set(mgr.volumes.users(named.name)) == {cid} and mgr.volumes.users(anonymous) == [cid]
     assert (Path(named.mountpoint) / "passwd").exists()  # copy-up from the image on first use
     base = mgr.root.path / "containers" / cid
-    assert (base / "upper").is_dir() and (base / "hosts").exists()
+    assert (base / "upper").is_dir() and (base / "work").is_dir()
+    assert not (base / "hosts").exists()  # the /etc files are written at start, as Docker writes them
 
     doc = mgr.inspect(record["name"])
     assert doc["Id"] == cid and doc["Name"] == "/" + spec.name
