@@ -280,10 +280,13 @@ class ProjectRunner:
 
         to_build: list[str] = []
         pulled: set[str] = set()
+        presence: dict[str, bool] = {}  # services sharing an image look it up once
         for name in targets:
             service = self.project.services[name]
             reference = image_name(self.name, service)
-            present = self.engine.image_exists(reference)
+            if reference not in presence:
+                presence[reference] = self.engine.image_exists(reference)
+            present = presence[reference]
             if needs_build(service, present=present, build=request.build, no_build=request.no_build):
                 to_build.append(name)
             elif self._should_pull(service, present, request.pull):

@@ -65,6 +65,7 @@ class ContainerManager:
         self.volumes = VolumeStore(root)
         self._networks = None
         self._images: ImageStore | None = None
+        self._created_from: dict[str, Image] = {}  # image id -> image: replicas read it once
 
     @property
     def images(self) -> ImageStore:
@@ -96,7 +97,8 @@ class ContainerManager:
         mounts without a source get an anonymous volume; an empty volume receives the image's files at
         the mount point (docker's copy-up) unless `nocopy`. Any failure undoes what was done.
         """
-        image = self.images.get_image(spec.image_id)
+        image = self._created_from.get(spec.image_id) or self.images.get_image(spec.image_id)
+        self._created_from[spec.image_id] = image  # an id names one content: layers and config stay
         spec = self._complete(spec, image)
         spec = with_image_defaults(spec, image.config)
         spec = dataclasses.replace(spec, mounts=spec.mounts + self._mounts_from(spec))
