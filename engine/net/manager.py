@@ -511,9 +511,10 @@ class NetworkManager:
 
     def gateways(self) -> list[str]:
         """The gateway addresses the DNS responder listens on (every network that has active endpoints)."""
+        active = self.store.networks_with_active_endpoints()
         found = []
         for network in self.store.list():
-            if any(e.active for e in self.store.endpoints_in(network.id)):
+            if network.id in active:
                 found.extend(s.gateway for s in network.subnets)
         return found
 

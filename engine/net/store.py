@@ -227,6 +227,11 @@ class NetworkStore:
         )
         return [_endpoint(r) for r in rows]
 
+    def networks_with_active_endpoints(self) -> set[str]:
+        """Ids of networks where some container is attached (one query: the supervisor asks at every
+        start, and decoding every endpoint of every network made that quadratic in a 20-service up)."""
+        return {r[0] for r in self.db.query("SELECT DISTINCT network_id FROM endpoints WHERE active = 1")}
+
     def endpoints_in(self, network_id: str) -> list[Endpoint]:
         rows = self.db.query(
             f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints WHERE network_id = ? ORDER BY rowid", (network_id,)
