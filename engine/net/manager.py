@@ -459,24 +459,37 @@ class NetworkManager:
             nameservers = (self.store.get(endpoints[0].network_id).subnets[0].gateway,)
         return NetworkSetup(netns_path=netns, nameservers=nameservers)
 
-    def release(self, container_id: str, *, defer_veths: list[str] | None = None) -> None:
+    def release(
+        self, container_id: str, *, defer_veths: list[str] | None = None, defer_rules: bool = False
+    ) -> bool:
         """After the container stopped: port rules, veths, namespace file, addresses gone; idempotent.
 
         With `defer_veths` the host veths are only appended to it, for the caller to delete later: the
         kernel takes ~25 ms per veth deletion, which a stop need not wait for (the endpoint rows and the
         namespace file are gone; a leftover pair of the same name is replaced at the next attach and the
-        sweep removes what a crash left)."""
+        sweep removes what a crash left). With `defer_rules` the published ports' rows go but the rules
+        are not synced here: True is returned when the caller owes a `sync_rules()` (a stop need not wait
+        ~30 ms of iptables for rules pointing at an address nobody holds any more; any later sync, made
+        from the rows, drops them too)."""
         if not self._holds_anything(container_id):
-            return  # none/host mode, or already released: no lock, no pyroute2, no iptables
+            return False  # none/host mode, or already released: no lock, no pyroute2, no iptables
         with self._locked():
-            self._release_locked(container_id, defer_veths)
+            return self._release_locked(container_id, defer_veths, defer_rules)
+
+    def sync_rules(self) -> None:
+        """Bring the firewall in line with the rows now (what a deferred release owes)."""
+        with self._locked():
+            self._sync_firewall()
 
     def _holds_anything(self, container_id: str) -> bool:
         if os.path.lexists(self.netns_path(container_id)) or self.store.ports_of(container_id):
             return True
         return any(e.active for e in self.store.endpoints_of(container_id))
 
-    def _release_locked(self, container_id: str, defer_veths: list[str] | None = None) -> None:
+    def _release_locked(
+        self, container_id: str, defer_veths: list[str] | None = None, defer_rules: bool = False
+    ) -> bool:
+        """release's steps, under the lock; True when rules are owed (defer_rules and ports went)."""
         from engine.net import links
 
         errors: list[BaseException] = []
@@ -486,7 +499,7 @@ class NetworkManager:
             lambda: self._detach_all(container_id, defer_veths),
             lambda: links.delete_netns(str(self.netns_path(container_id))),
         ]
-        if had_ports:
+        if had_ports and not defer_rules:
             steps.append(self._sync_firewall)
         for step in steps:  # every step runs even if one fails: leave as little as possible
             try:
@@ -495,6 +508,7 @@ class NetworkManager:
                 errors.append(exc)
         if errors:
             raise errors[0]
+        return had_ports and defer_rules
 
     def _detach_all(self, container_id: str, defer_veths: list[str] | None = None) -> None:
         from engine.net import links

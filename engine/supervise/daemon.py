@@ -139,6 +139,7 @@ class Daemon:
         self.responder: Any = None  # engine.net.dns.Responder, while some network has a container
         # host veths deleted in the background (see _delete_later): waiting, and the batch in the thread
         self._veths: dict[str, str] = {}  # veth -> container id
+        self._rules_owed = False  # a release left the firewall to sync (the deleter thread does it)
         self._deleting: dict[str, str] = {}
         self._deleter: asyncio.Future[None] | None = None  # resolves once the thread has been joined
         self._fork_waiters = 0  # forks waiting for the thread to end: no new thread starts meanwhile
@@ -533,9 +534,19 @@ class Daemon:
         """After an exit (or a failed start): networks released, shared mounts let go. Never raises: an
         exit must always be recorded; what is left here is swept by the next daemon start."""
         veths: list[str] = []
+
+        def networks() -> None:
+            try:  # the stop that waits for this exit need not wait for the rules too
+                owed = self.networks.release(cid, defer_veths=veths, defer_rules=True)
+            except BaseException:
+                owed = True  # ports may be gone from the rows with the rules still there
+                raise
+            finally:
+                self._rules_owed = self._rules_owed or owed
+
         steps = [lambda: VolumeStore(self.state_root).release_mounts(cid)]
         if self._networks is not None or (self.state_root.path / "run" / "netns" / cid).exists():
-            steps.append(lambda: self.networks.release(cid, defer_veths=veths))
+            steps.append(networks)
         for step in steps:
             try:
                 step()
@@ -647,21 +658,28 @@ class Daemon:
         self._kick_deleter()
 
     def _kick_deleter(self) -> None:
-        """Start the deleter thread on the next few waiting, unless it runs or a fork waits. Few: a start
-        forks only once the batch is done, and each veth is ~25 ms of kernel time (a `down` of 100
-        containers queued 3 s of them, which the next `up`'s starts all waited for)."""
-        if self._deleter is not None or self._fork_waiters or not self._veths:
+        """Start the deleter thread on the rules owed (see _leave_networks_and_mounts) and the next few
+        veths waiting, unless it runs or a fork waits. Few: a start forks only once the batch is done,
+        and each veth is ~25 ms of kernel time (a `down` of 100 containers queued 3 s of them, which the
+        next `up`'s starts all waited for)."""
+        if self._deleter is not None or self._fork_waiters or not (self._veths or self._rules_owed):
             return
         names = list(self._veths)[:DELETER_BATCH]
         batch = {name: self._veths.pop(name) for name in names}
+        rules, self._rules_owed = self._rules_owed, False
         self._deleting = batch
         done: asyncio.Future[None] = self.loop.create_future()
         self._deleter = done
         from engine.net import links
 
         def work() -> None:
+            if rules:
+                try:
+                    self.networks.sync_rules()
+                except Exception as exc:  # logged: the next sync (any start or stop with ports) repairs
+                    print(f"supervisor: syncing rules: {exc}", file=sys.stderr, flush=True)
             try:
-                failed = links.detach_many(list(batch))
+                failed = links.detach_many(list(batch)) if batch else []
             except Exception as exc:  # no netlink at all: the sweep repairs
                 print(f"supervisor: deleting veths: {exc}", file=sys.stderr, flush=True)
                 failed = []
@@ -691,8 +709,8 @@ class Daemon:
                 del self._veths[name]  # not started: the attach replaces a leftover pair itself
 
     async def _veths_deleted(self) -> None:
-        """Wait for every pending veth deletion (shutdown: leave nothing behind)."""
-        while self._veths or self._deleter is not None:
+        """Wait for every pending veth deletion and rule sync (shutdown: leave nothing behind)."""
+        while self._veths or self._rules_owed or self._deleter is not None:
             if self._deleter is None:
                 self._kick_deleter()
                 if self._deleter is None:

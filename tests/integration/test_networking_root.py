@@ -372,9 +372,10 @@ def test_stop_and_remove_leave_no_link_address_rule_or_namespace(stack: Stack) -
 
     stack.m.stop(web.id, timeout=1)
     wait_until(lambda: not netns.exists())
-    assert not any(v in _ip("-br", "link") for v in veths)
-    assert firewall.our_rules(stack.net.scope) == rules_with_network
     assert stack.net.ports_of(web.id) == []
+    # the veths and the port's rules go in the supervisor's background thread, right after the stop
+    assert wait_until(lambda: not any(v in _ip("-br", "link") for v in veths), timeout=2)
+    assert wait_until(lambda: firewall.our_rules(stack.net.scope) == rules_with_network, timeout=2)
 
     stack.m.start(web.id)  # a restart gets its network back
     assert wait_until(lambda: stack.exec(web, "wget -qO- http://127.0.0.1/")[0] == 0)
