@@ -200,6 +200,17 @@ class SupervisedBridges:
 
             LocalBridges().delete(name)
 
+    def retire(self, name: str) -> bool:
+        """The supervisor syncs the firewall and deletes the bridge in the background, then the bridge's
+        note (~35 ms of iptables and netlink a `down` need not wait for); False with no supervisor, or one
+        that does not know the request."""
+        try:
+            return self._asked("retire", name=name)
+        except errors.SupervisorError as exc:
+            if "unknown bridge action" in exc.message:
+                return False
+            raise
+
     def _asked(self, action: str, **args: Any) -> bool:
         """True when a supervisor did it; its error reply is raised as the engine error it names."""
         if not socket_path(self.root).exists():

@@ -58,6 +58,7 @@ ACTIVE_STATES = ("running", "paused", "restarting")
 UNKNOWN_EXIT = 255  # Docker's code for a task whose exit status was lost
 OOM_EXIT = 137  # 128 + SIGKILL: the OOM killer's signal
 LISTEN_BACKLOG = 1024  # 100 parallel starts must not find the accept queue full (the kernel caps it)
+RULES_DELAY = 0.2  # s an exit's firewall sync waits for (see Daemon._owe_rules)
 DELETER_BATCH = 4  # host veths per deleter run: what a start may have to wait for (~25 ms each)
 HANDOVER_POLL = 5.0  # a failed handover: how long to wait for another daemon before trying again
 
@@ -140,6 +141,8 @@ class Daemon:
         # host veths deleted in the background (see _delete_later): waiting, and the batch in the thread
         self._veths: dict[str, str] = {}  # veth -> container id
         self._rules_owed = False  # a release left the firewall to sync (the deleter thread does it)
+        self._rules_due = 0.0  # monotonic time from which the deleter takes the owed sync
+        self._retired: list[str] = []  # bridges of removed networks, deleted by the deleter thread
         self._deleting: dict[str, str] = {}
         self._deleter: asyncio.Future[None] | None = None  # resolves once the thread has been joined
         self._fork_waiters = 0  # forks waiting for the thread to end: no new thread starts meanwhile
@@ -542,7 +545,8 @@ class Daemon:
                 owed = True  # ports may be gone from the rows with the rules still there
                 raise
             finally:
-                self._rules_owed = self._rules_owed or owed
+                if owed:
+                    self._owe_rules(RULES_DELAY)
 
         steps = [lambda: VolumeStore(self.state_root).release_mounts(cid)]
         if self._networks is not None or (self.state_root.path / "run" / "netns" / cid).exists():
@@ -657,16 +661,32 @@ class Daemon:
             self._veths[name] = cid
         self._kick_deleter()
 
+    def _owe_rules(self, delay: float) -> None:
+        """A firewall sync is owed, due in `delay` s (at the latest: an earlier due time stays). An
+        exit's is delayed: the `down` it belongs to goes on removing containers, each taking the network
+        lock the sync holds for ~30 ms of iptables, and its network removal owes one anyway."""
+        due = time.monotonic() + delay
+        self._rules_due = min(self._rules_due, due) if self._rules_owed else due
+        self._rules_owed = True
+        if delay > 0:
+            self.loop.call_later(delay, self._kick_deleter)
+        self._kick_deleter()
+
     def _kick_deleter(self) -> None:
         """Start the deleter thread on the rules owed (see _leave_networks_and_mounts) and the next few
         veths waiting, unless it runs or a fork waits. Few: a start forks only once the batch is done,
         and each veth is ~25 ms of kernel time (a `down` of 100 containers queued 3 s of them, which the
         next `up`'s starts all waited for)."""
-        if self._deleter is not None or self._fork_waiters or not (self._veths or self._rules_owed):
+        if self._deleter is not None or self._fork_waiters:
+            return
+        rules = self._rules_owed and (time.monotonic() >= self._rules_due or self._retired)
+        if not (self._veths or rules or self._retired):
             return
         names = list(self._veths)[:DELETER_BATCH]
         batch = {name: self._veths.pop(name) for name in names}
-        rules, self._rules_owed = self._rules_owed, False
+        if rules:
+            self._rules_owed = False
+        bridges, self._retired = self._retired, []
         self._deleting = batch
         done: asyncio.Future[None] = self.loop.create_future()
         self._deleter = done
@@ -678,6 +698,11 @@ class Daemon:
                     self.networks.sync_rules()
                 except Exception as exc:  # logged: the next sync (any start or stop with ports) repairs
                     print(f"supervisor: syncing rules: {exc}", file=sys.stderr, flush=True)
+            for bridge in bridges:
+                try:
+                    self.networks.delete_retired(bridge)
+                except Exception as exc:  # its note stays: the next daemon start's sweep repairs
+                    print(f"supervisor: deleting bridge {bridge}: {exc}", file=sys.stderr, flush=True)
             try:
                 failed = links.detach_many(list(batch)) if batch else []
             except Exception as exc:  # no netlink at all: the sweep repairs
@@ -709,8 +734,9 @@ class Daemon:
                 del self._veths[name]  # not started: the attach replaces a leftover pair itself
 
     async def _veths_deleted(self) -> None:
-        """Wait for every pending veth deletion and rule sync (shutdown: leave nothing behind)."""
-        while self._veths or self._rules_owed or self._deleter is not None:
+        """Wait for every pending veth and bridge deletion and rule sync (shutdown: leave nothing)."""
+        self._rules_due = 0.0  # due now
+        while self._veths or self._rules_owed or self._retired or self._deleter is not None:
             if self._deleter is None:
                 self._kick_deleter()
                 if self._deleter is None:
@@ -1090,7 +1116,7 @@ class Daemon:
             elif op == "shutdown":
                 result = await self.shutdown()
             elif op == "bridge":
-                result = self.bridge(request)
+                result = await self.bridge(request)
             else:
                 raise errors.SupervisorError(f"unknown op {op!r}")
             return {"ok": True, **result}
@@ -1099,20 +1125,37 @@ class Daemon:
         except Exception as exc:  # a bug must not kill the daemon
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "type": "SupervisorError"}
 
-    def bridge(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def bridge(self, request: dict[str, Any]) -> dict[str, Any]:
         """Make or delete a network's bridge for a CLI (client.SupervisedBridges: we have pyroute2 loaded).
         links runs it in a thread joined before we return (no thread lives at a fork); the loop waits
-        for it: a few ms to make one, ~50 ms of kernel time to delete one."""
+        for it: a few ms to make one, ~50 ms of kernel time to delete one. `retire` answers at once: the
+        deleter thread deletes the bridge, then the note NetworkManager.remove_network left for it. A
+        bridge is made only once every retired one is gone (a new network may reuse the old subnet)."""
         from engine.net import links
 
         name = str(request["name"])
-        if request.get("action") == "ensure":
+        action = request.get("action")
+        if action == "ensure":
+            await self._retired_gone()
             links.ensure_bridge(name, [str(a) for a in request["addresses"]], int(request["mtu"]))
-        elif request.get("action") == "delete":
+        elif action == "delete":
             links.delete_bridge(name)
+        elif action == "retire":
+            self._retired.append(name)
+            self._owe_rules(0.0)  # the network's rules go too: the CLI left them to us
         else:
-            raise errors.SupervisorError(f"unknown bridge action {request.get('action')!r}")
+            raise errors.SupervisorError(f"unknown bridge action {action!r}")
         return {}
+
+    async def _retired_gone(self) -> None:
+        """Until the deleter has deleted every retired bridge."""
+        while self._retired or self._deleter is not None:
+            if self._deleter is None:
+                self._kick_deleter()
+                if self._deleter is None:  # a fork waits: it goes first
+                    await asyncio.sleep(0.005)
+                    continue
+            await asyncio.shield(self._deleter)
 
     def status(self, cid: str | None) -> dict[str, Any]:
         rows = [records.get(self.db, cid)] if cid else records.list_all(self.db)
@@ -1183,6 +1226,9 @@ class Daemon:
         self.loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
         async with server:
             await self.stopping.wait()
+        if not self.handed_over:  # SIGTERM: finish what the deleter owes, briefly
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._veths_deleted(), 5.0)
         if not self.handed_over:  # after a handover the path may already be our successor's socket
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()

@@ -9,6 +9,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
@@ -88,7 +89,35 @@ def test_with_a_supervisor_the_cli_never_imports_pyroute2(root: StateRoot) -> No
     outcome = run_cli_process(root)
     assert outcome["made"], "the supervisor made no bridge"
     assert not outcome["pyroute2"], "the CLI process imported pyroute2 although a supervisor runs"
-    assert gone(outcome["bridge"])
+    # the supervisor deletes a removed network's bridge in the background, then the bridge's note
+    notes = root.path / "run" / "bridges-to-delete"
+    assert wait_for(lambda: gone(outcome["bridge"]) and not (notes / outcome["bridge"]).exists())
+
+
+def test_a_retired_bridge_is_gone_before_the_supervisor_makes_another(root: StateRoot) -> None:
+    """Retired bridges go in the background; a bridge asked for right after (maybe on the same subnet)
+    is made only once they are gone, so two bridges never hold one gateway address."""
+    client.ensure_supervisor(root, cgroup_parent=f"pyc-test-{os.getpid()}")
+    old, new = f"pyct-{secrets.token_hex(3)}", f"pyct-{secrets.token_hex(3)}"
+    gateway = ["172.31.250.1/24"]
+    client.request(root, "bridge", action="ensure", name=old, addresses=gateway, mtu=1500)
+    try:
+        assert not gone(old)
+        client.request(root, "bridge", action="retire", name=old)  # answered before the deletion
+        client.request(root, "bridge", action="ensure", name=new, addresses=gateway, mtu=1500)
+        assert gone(old) and not gone(new)
+    finally:
+        for name in (old, new):
+            client.request(root, "bridge", action="delete", name=name)
+
+
+def wait_for(condition, timeout: float = 2.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def test_without_a_supervisor_the_cli_makes_the_bridge_itself(root: StateRoot) -> None:
