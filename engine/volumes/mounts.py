@@ -22,9 +22,7 @@ they exit (our unmount still removes ours). Docker has the same behaviour for it
 
 from __future__ import annotations
 
-import hashlib
 import os
-import subprocess
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -185,6 +183,8 @@ def _umount(target: Path) -> None:
 
 
 def _run(command: list[str], name: str, what: str) -> None:
+    import subprocess  # here only: ~5 ms of imports every CLI that lists containers skips
+
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=_MOUNT_TIMEOUT)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -222,4 +222,6 @@ def _check_id(container_id: str) -> None:
 
 
 def _lock_name(name: str) -> str:
+    import hashlib  # OpenSSL's, ~4 ms to load: only for volumes with filesystem options
+
     return "volume-mount-" + hashlib.sha256(name.encode()).hexdigest()[:16]

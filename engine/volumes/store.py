@@ -10,7 +10,6 @@ at `_data` while containers run and shared by them (`acquire_mounts` / `release_
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import re
@@ -580,6 +579,8 @@ def _is_empty(directory: Path) -> bool:
 
 
 def _populate_lock(name: str) -> str:
+    import hashlib  # OpenSSL's, ~4 ms to load: not for a `down` that only lists volumes
+
     return "volume-" + hashlib.sha256(name.encode()).hexdigest()[:16]
 
 
