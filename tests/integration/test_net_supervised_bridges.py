@@ -100,8 +100,13 @@ def test_a_retired_bridge_is_gone_before_the_supervisor_makes_another(root: Stat
     client.ensure_supervisor(root, cgroup_parent=f"pyc-test-{os.getpid()}")
     old, new = f"pyct-{secrets.token_hex(3)}", f"pyct-{secrets.token_hex(3)}"
     gateway = ["172.31.250.1/24"]
+    ports = [f"{old}p{i}" for i in range(24)]  # ports make the deletion slow (~1.5 ms each): a window
     client.request(root, "bridge", action="ensure", name=old, addresses=gateway, mtu=1500)
     try:
+        for port in ports:
+            pair = ["ip", "link", "add", port, "type", "veth", "peer", "name", port + "x"]
+            subprocess.run(pair, check=True)
+            subprocess.run(["ip", "link", "set", port, "master", old], check=True)
         assert not gone(old)
         client.request(root, "bridge", action="retire", name=old)  # answered before the deletion
         client.request(root, "bridge", action="ensure", name=new, addresses=gateway, mtu=1500)
@@ -109,6 +114,8 @@ def test_a_retired_bridge_is_gone_before_the_supervisor_makes_another(root: Stat
     finally:
         for name in (old, new):
             client.request(root, "bridge", action="delete", name=name)
+        for port in ports:
+            subprocess.run(["ip", "link", "del", port], capture_output=True)
 
 
 def wait_for(condition, timeout: float = 2.0) -> bool:  # type: ignore[no-untyped-def]
