@@ -143,6 +143,7 @@ class Daemon:
         self._rules_owed = False  # a release left the firewall to sync (the deleter thread does it)
         self._rules_due = 0.0  # monotonic time from which the deleter takes the owed sync
         self._retired: list[str] = []  # bridges of removed networks, deleted by the deleter thread
+        self._retiring: list[str] = []  # those the running deleter batch holds
         self._deleting: dict[str, str] = {}
         self._deleter: asyncio.Future[None] | None = None  # resolves once the thread has been joined
         self._fork_waiters = 0  # forks waiting for the thread to end: no new thread starts meanwhile
@@ -687,6 +688,7 @@ class Daemon:
         if rules:
             self._rules_owed = False
         bridges, self._retired = self._retired, []
+        self._retiring = bridges
         self._deleting = batch
         done: asyncio.Future[None] = self.loop.create_future()
         self._deleter = done
@@ -719,6 +721,7 @@ class Daemon:
         if failed:
             print(f"supervisor: veths left for the sweep: {', '.join(failed)}", file=sys.stderr, flush=True)
         self._deleting = {}
+        self._retiring = []
         self._deleter = None
         done.set_result(None)
         self._kick_deleter()
@@ -1148,8 +1151,9 @@ class Daemon:
         return {}
 
     async def _retired_gone(self) -> None:
-        """Until the deleter has deleted every retired bridge."""
-        while self._retired or self._deleter is not None:
+        """Until the deleter has deleted every retired bridge (not every queued veth: after a `down`
+        of many containers those take ~25 ms each, which a new network need not wait for)."""
+        while self._retired or self._retiring:
             if self._deleter is None:
                 self._kick_deleter()
                 if self._deleter is None:  # a fork waits: it goes first
