@@ -253,14 +253,6 @@ class ContainerManager:
         self._ensure_supervisor(key)
         return client.request(self.root, op, **args)
 
-    def _unsupervised(self) -> bool:
-        """No supervisor process lives for this root (one flock probe; nothing asked of it yet here)."""
-        if str(self.root.path) in _SUPERVISOR_ANSWERED:
-            return False
-        from engine.supervise import client
-
-        return not client.supervisor_alive(self.root)
-
     def warm_supervisor(self) -> None:
         """Begin making sure a supervisor answers, in a background thread, so that the starts that follow
         find it ready (launching one takes ~0.25 s). Call it only where a fork no longer follows: the
@@ -407,16 +399,8 @@ class ContainerManager:
     # -- views -----------------------------------------------------------------------------------------
 
     def list(self, all: bool = False, labels: dict[str, str | None] | None = None) -> list[dict[str, Any]]:
-        """Running (and paused, restarting) containers, newest first; every one with `all`.
-
-        Rows in those states are the supervisor's word. With no supervisor alive (killed, or the host
-        rebooted) they may name dead processes: one is launched first, as dockerd restarting does; its
-        start records what died (and restarts what its policy says), so `ps` does not show dead
-        containers as Up."""
+        """Running (and paused, restarting) containers, newest first; every one with `all`."""
         found = records.list_all(self.db, labels=labels)
-        if any(r["state"] in ACTIVE_STATES for r in found) and self._unsupervised():
-            self._ensure_supervisor(str(self.root.path))
-            found = records.list_all(self.db, labels=labels)
         if not all:
             found = [r for r in found if r["state"] in ACTIVE_STATES]
         return list(reversed(found))

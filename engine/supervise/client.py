@@ -132,7 +132,7 @@ def shutdown(root: StateRoot, timeout: float = 15.0) -> None:
     lock.release()
 
 
-def supervisor_alive(root: StateRoot) -> bool:
+def _daemon_alive(root: StateRoot) -> bool:
     """The daemon holds locks/supervisor.lock while it lives (the kernel drops a flock at death)."""
     try:
         fd = os.open(root.path / "locks" / SUPERVISOR_LOCK, os.O_RDONLY | os.O_CLOEXEC)
@@ -159,7 +159,7 @@ def _connect(root: StateRoot, sock: socket.socket) -> None:
             sock.connect(str(socket_path(root)))
             return
         except (BlockingIOError, ConnectionRefusedError) as exc:
-            busy = exc.errno == errno.EAGAIN or supervisor_alive(root)
+            busy = exc.errno == errno.EAGAIN or _daemon_alive(root)
             if not busy or time.monotonic() >= deadline:
                 raise
         time.sleep(pause)

@@ -9,7 +9,6 @@ moment: PYCT_CRASH_ROUNDS (default 3).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
@@ -187,42 +186,3 @@ def test_kill_9_during_force_recreate_and_during_down(project: Project) -> None:
         assert project.networks() == set()
         assert settled_leftovers(project, ids) == []
     assert killed >= 2, "the commands finished before the kills: the test proved nothing"
-
-
-def _supervisor_pids(root: Path) -> list[int]:
-    """The keeper's and daemon's pids for this state root (from their argv)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"engine.supervise" in b" ".join(argv) and str(root).encode() in argv:
-            found.append(int(entry.name))
-    return found
-
-
-def test_ps_after_the_supervisor_and_its_containers_were_killed_shows_them_exited(project: Project) -> None:
-    """What a host crash (or a kill of everything) leaves: rows saying running, no process behind them.
-    `ps -a` launches a supervisor first, whose start records the exits: no dead container shown as Up."""
-    project.write(
-        "services:\n  web:\n    image: pyc-test/busybox:1\n    command: SLEEPER\n"
-        "  db:\n    image: pyc-test/busybox:1\n    command: SLEEPER\n"
-    )
-    project("up", "-d")
-    containers = project.containers()
-    assert {r["state"] for r in containers.values()} == {"running"}
-    supervisors = _supervisor_pids(project.root)
-    assert supervisors, "no supervisor process found for the root"
-    for pid in supervisors + [r["pid"] for r in containers.values()]:
-        os.kill(pid, signal.SIGKILL)  # supervisor and keeper first: nobody records the exits
-    deadline = time.monotonic() + 10
-    while any(Path(f"/proc/{pid}").exists() for pid in supervisors) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    listed = project("ps", "-a", "--format", "json").stdout
-    states = {row["Service"]: row["State"] for row in map(json.loads, listed.splitlines())}
-    assert states == {"web": "exited", "db": "exited"}, listed
-    project("down")
-    assert settled_leftovers(project, {r["id"] for r in containers.values()}) == []
