@@ -14,13 +14,13 @@ import random
 import socket
 import tempfile
 import textwrap
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
 
 import pytest
+from project_fixture import wait_for
 
 from compose.labels import ProjectIdentity
 from compose.loader.pipeline import ProjectOptions, load_project
@@ -127,15 +127,6 @@ def up(tmp_path: Path, rootfs_tar: bytes, monkeypatch: pytest.MonkeyPatch) -> It
         finally:
             cgroups.remove_parent(parent)
             engine.close()
-
-
-def wait_for(condition, timeout: float = 15.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
-    return value
 
 
 def http_get(port: int) -> str | None:
