@@ -319,21 +319,6 @@ def ensure_project_resources(loaded: LoadedProject, engine: Any) -> None:
             engine.create_volume(request.name, driver=request.driver, **options)
 
 
-def _start_service(loaded: LoadedProject, engine: Any, name: str) -> None:
-    """Its first container started (created when there is none); running ones are left alone."""
-    found = engine.list_containers(all=True, labels=project_filter(loaded.name, name, oneoff=False))
-    if any(r["state"] in ("running", "restarting") for r in found):
-        return
-    if found:
-        engine.start_container(sorted(found, key=container_number)[0]["id"])
-        return
-    facts = image_facts(loaded, engine, name)
-    placement = Placement(1, facts, _config_hash(loaded, name), containers=service_containers(loaded, engine))
-    spec = container_spec(loaded.model, loaded.model.services[name], placement, identity(loaded))
-    record = engine.create_container(spec)
-    engine.start_container(record["id"])
-
-
 # -- a service's container (exec, cp, attach) ------------------------------------------------------------
 
 
