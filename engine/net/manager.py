@@ -164,7 +164,7 @@ class NetworkManager:
                 with contextlib.suppress(Exception):
                     self._sync_firewall()
             with contextlib.suppress(Exception):
-                self._delete_doomed(bridge)
+                self.delete_doomed(bridge)
             raise
         return network
 
@@ -200,7 +200,7 @@ class NetworkManager:
                 raise
         if self.bridges.retire(network.bridge):  # the supervisor syncs the rules, deletes the bridge
             return network.name  # and its note in the background (~30 ms of iptables, ~5 of netlink)
-        with _beside(self._delete_doomed, network.bridge), self._locked():
+        with _beside(self.delete_doomed, network.bridge), self._locked():
             self._sync_firewall()
         return network.name
 
@@ -217,16 +217,10 @@ class NetworkManager:
     def _spare(self, bridge: str) -> None:
         (self._doomed_dir / bridge).unlink(missing_ok=True)
 
-    def _delete_doomed(self, bridge: str) -> None:
-        """Delete the bridge, then its note (a failure leaves the note to the next sweep)."""
+    def delete_doomed(self, bridge: str) -> None:
+        """Delete the bridge, then its note (a failure leaves the note to the next sweep). Also the
+        supervisor's half of a retired bridge (Bridges.retire), whose manager deletes bridges itself."""
         self.bridges.delete(bridge)
-        self._spare(bridge)
-
-    def delete_retired(self, bridge: str) -> None:
-        """The supervisor's half of a retired bridge (Bridges.retire): delete it here, then its note."""
-        from engine.net import links
-
-        links.delete_bridge(bridge)
         self._spare(bridge)
 
     def _check_unused(self, network: Network) -> None:
@@ -616,14 +610,12 @@ class NetworkManager:
 
     # -- helpers ---------------------------------------------------------------------------------------
 
-    def _sync_firewall(self, without: str | None = None) -> None:
-        """Our rules for every network row (but `without`'s) and every published port."""
+    def _sync_firewall(self) -> None:
+        """Our rules for every network row and every published port."""
         from engine.net import firewall
 
         rules = []
         for network in self.store.list():
-            if network.id == without:
-                continue
             v4 = [s for s in network.subnets if ":" not in s.subnet]
             if not v4:
                 continue

@@ -702,7 +702,7 @@ class Daemon:
                     print(f"supervisor: syncing rules: {exc}", file=sys.stderr, flush=True)
             for bridge in bridges:
                 try:
-                    self.networks.delete_retired(bridge)
+                    self.networks.delete_doomed(bridge)
                 except Exception as exc:  # its note stays: the next daemon start's sweep repairs
                     print(f"supervisor: deleting bridge {bridge}: {exc}", file=sys.stderr, flush=True)
             try:

@@ -216,10 +216,10 @@ def test_a_removal_cut_short_leaves_a_note_the_sweep_completes_and_no_bridge_is_
     def killed(_bridge: str) -> None:
         raise KeyboardInterrupt  # the process dies after the row went, before the bridge did
 
-    h.net._delete_doomed = killed  # type: ignore[method-assign]
+    h.net.delete_doomed = killed  # type: ignore[method-assign]
     with pytest.raises(KeyboardInterrupt):
         h.net.remove_network(name)
-    del h.net._delete_doomed
+    del h.net.delete_doomed
     with pytest.raises(NetworkNotFound):
         h.net.get_network(name)
     assert bridge in host_links()
