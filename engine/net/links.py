@@ -35,7 +35,6 @@ from engine.errors import AddressUnavailable, NetworkError
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
 _IFF_UP = 0x1
-_IFA_F_NODAD = 0x02  # IPv6 addresses usable at once: a fresh veth has no duplicate to detect
 _THREAD_NETNS = "/proc/thread-self/ns/net"
 
 P = ParamSpec("P")
@@ -138,31 +137,12 @@ def _index(name: str) -> int | None:
         return None
 
 
-def _family(addr: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> int:
-    return socket.AF_INET6 if addr.version == 6 else socket.AF_INET
-
-
 def _parse_cidrs(addresses: Sequence[str], subject: str) -> list[Any]:
     """CIDR strings checked before anything touches the kernel (a bad one leaves nothing)."""
     try:
         return [ipaddress.ip_interface(a) for a in addresses]
     except ValueError as exc:
         raise NetworkError(f"bad address: {exc}", subject=subject) from None
-
-
-def _add_address(ipr: Any, index: int, iface: Any) -> None:
-    """One address on a link (IPRoute); an address already there is fine (idempotent)."""
-    extra = {"flags": _IFA_F_NODAD} if iface.version == 6 else {}
-    _ignoring(
-        (errno.EEXIST,),
-        ipr.addr,
-        "add",
-        index=index,
-        address=str(iface.ip),
-        prefixlen=iface.network.prefixlen,
-        family=_family(iface),
-        **extra,
-    )
 
 
 def _set_sysctl(path: str, value: str) -> None:
@@ -190,17 +170,16 @@ def ensure_bridge(name: str, addresses: Sequence[str], mtu: int = 1500) -> None:
     its MTU, and `route_localnet=1` (DNAT to 127.0.0.1 needs it). Idempotent."""
     cidrs = _parse_cidrs(addresses, name)
     try:
-        with _iproute() as ipr:
+        with _rtnl() as nl:
             index = _index(name)
             if index is None:  # another process may be making it right now: EEXIST is fine
-                bridge = {"ifname": name, "kind": "bridge", "mtu": mtu, "address": _random_mac()}
-                _ignoring((errno.EEXIST,), ipr.link, "add", **bridge)
+                _ignoring((errno.EEXIST,), nl.add_bridge, name, mtu=mtu, mac=_random_mac())
                 index = _index(name)
             else:
-                ipr.link("set", index=index, mtu=mtu)
-            for iface in cidrs:
-                _add_address(ipr, index, iface)
-            ipr.link("set", index=index, state="up")
+                nl.set_mtu(index, mtu)
+            for iface in cidrs:  # an address already there is fine (idempotent)
+                _ignoring((errno.EEXIST,), nl.add_address, index, iface)
+            nl.set_up(index)
         _set_sysctl(f"/proc/sys/net/ipv4/conf/{name}/route_localnet", "1")
     except (OSError, _pyroute2().NetlinkError) as exc:
         raise _error("creating bridge", name, exc) from exc
