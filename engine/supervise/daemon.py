@@ -33,6 +33,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -540,11 +541,9 @@ class Daemon:
         veths: list[str] = []
 
         def networks() -> None:
+            owed = True  # if the release fails, ports may be gone from the rows with their rules left
             try:  # the stop that waits for this exit need not wait for the rules too
                 owed = self.networks.release(cid, defer_veths=veths, defer_rules=True)
-            except BaseException:
-                owed = True  # ports may be gone from the rows with the rules still there
-                raise
             finally:
                 if owed:
                     self._owe_rules(RULES_DELAY)
@@ -739,11 +738,17 @@ class Daemon:
     async def _veths_deleted(self) -> None:
         """Wait for every pending veth and bridge deletion and rule sync (shutdown: leave nothing)."""
         self._rules_due = 0.0  # due now
-        while self._veths or self._rules_owed or self._retired or self._deleter is not None:
+        await self._deleter_run_while(
+            lambda: bool(self._veths or self._rules_owed or self._retired or self._deleter is not None)
+        )
+
+    async def _deleter_run_while(self, pending: Callable[[], bool]) -> None:
+        """Keep the deleter thread going (a fork waiting goes first) until `pending()` is false."""
+        while pending():
             if self._deleter is None:
                 self._kick_deleter()
                 if self._deleter is None:
-                    await asyncio.sleep(0.01)
+                    await asyncio.sleep(0.005)
                     continue
             await asyncio.shield(self._deleter)
 
@@ -1153,13 +1158,7 @@ class Daemon:
     async def _retired_gone(self) -> None:
         """Until the deleter has deleted every retired bridge (not every queued veth: after a `down`
         of many containers those take ~25 ms each, which a new network need not wait for)."""
-        while self._retired or self._retiring:
-            if self._deleter is None:
-                self._kick_deleter()
-                if self._deleter is None:  # a fork waits: it goes first
-                    await asyncio.sleep(0.005)
-                    continue
-            await asyncio.shield(self._deleter)
+        await self._deleter_run_while(lambda: bool(self._retired or self._retiring))
 
     def status(self, cid: str | None) -> dict[str, Any]:
         rows = [records.get(self.db, cid)] if cid else records.list_all(self.db)
@@ -1230,10 +1229,9 @@ class Daemon:
         self.loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
         async with server:
             await self.stopping.wait()
-        if not self.handed_over:  # SIGTERM: finish what the deleter owes, briefly
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._veths_deleted(), 5.0)
         if not self.handed_over:  # after a handover the path may already be our successor's socket
+            with contextlib.suppress(TimeoutError):  # SIGTERM: finish what the deleter owes, briefly
+                await asyncio.wait_for(self._veths_deleted(), 5.0)
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
