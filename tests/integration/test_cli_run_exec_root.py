@@ -339,13 +339,8 @@ def test_cp_both_ways_running_and_stopped(project: Project, tmp_path: Path) -> N
 
 
 def test_attach_follows_output_and_returns_the_exit_code(project: Project) -> None:
-    from compose.loader.pipeline import ProjectOptions, load_project
-    from compose.run import oneoff
-
-    loaded = load_project(ProjectOptions(cwd=str(project.directory), project_name=project.name))
-    oneoff.ensure_project_resources(loaded, project.engine)
-    oneoff.start_dependencies(loaded, project.engine, "talker")  # nothing: it has none
-    oneoff._start_service(loaded, project.engine, "talker")
+    started = project.cli("up", "-d", "talker")
+    assert started.returncode == 0, started.stderr
     time.sleep(1.0)
     result = project.cli("attach", "talker", timeout=60)
     assert result.returncode == 5, result.stderr
