@@ -298,6 +298,7 @@ class Session:
         try:
             self._loop()
         finally:
+            self.follower.stop()  # readers of containers left running go on until the process ends
             self._restore(previous)
             self._finish()
         return self.verdict.status()

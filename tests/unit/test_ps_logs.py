@@ -344,3 +344,23 @@ def test_wait_reports_each_exit_and_returns_the_last_code(monkeypatch: pytest.Mo
     assert (seen, code) == (["a", "b"], 7)
     gone = StoppingEngine({"a": (0, None)})
     assert logs_cmd.wait_exits(gone, [{"id": "a"}], seen.append) is None
+
+
+def test_a_reader_whose_engine_closes_once_the_follower_stopped_ends_quietly() -> None:
+    """Attached `up` ends with readers still following the containers it leaves running; the engine is
+    then closed under them. After stop() that ends a reader quietly; before it, the error is the
+    caller's (a reader must not hide a real failure)."""
+    import sqlite3
+
+    class ClosedEngine:
+        def container_logs(self, cid: str, follow: bool, **options: object) -> None:
+            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+
+    printer = LogPrinter(io.StringIO(), color=False, prefix=True)
+    follower = logs_cmd.Follower(ClosedEngine(), "shop", [], 0, printer, {})
+    record = {"id": "c1", "name": "shop-web-1"}
+    with pytest.raises(sqlite3.ProgrammingError):
+        follower._read(record, {})
+    follower.stop()
+    follower._read(record, {})  # no exception: the command is ending
+    assert follower.errors == []

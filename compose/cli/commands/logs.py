@@ -185,6 +185,12 @@ class Follower:
         self.started: dict[str, str | None] = {}  # container id -> started_at when its reader began
         self.last: dict[str, int] = {}  # container id -> time (ns) of the last entry printed
         self.errors: list[str] = []
+        self.stopped = False
+
+    def stop(self) -> None:
+        """The command ends while readers may still follow (containers it leaves running): what they
+        meet from now on, the engine closed under them, ends them quietly."""
+        self.stopped = True
 
     def run(self, warn: Callable[[str], None]) -> None:
         """Follow until no container runs and every reader is done."""
@@ -241,6 +247,10 @@ class Follower:
         except EngineError as exc:
             self.errors.append(f"{record['name']}: {exc}")
             return
+        except Exception:
+            if self.stopped:  # e.g. sqlite3.ProgrammingError: the database was closed at exit
+                return
+            raise
         if last is not None:
             self.last[record["id"]] = last
 
