@@ -18,12 +18,15 @@ each rotated file is gzipped with the time of its last entry in the gzip header,
 Reading (`read_logs`) walks the rotated files oldest first, then the live one; `tail` reads backwards
 in blocks; `follow` keeps the live file open and, when the name points to a new inode (rotation), drains
 the old descriptor before moving on to the files that replaced it, so nothing is missed or repeated.
+A reader opens the set of files under a shared flock of the log's directory, which rotation takes
+exclusively, and checks the listing did not change while it opened them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import gzip
 import json
 import os
@@ -44,6 +47,7 @@ PARTIAL_LIMIT = 16 * 1024  # Docker's copier buffer: longer lines are split into
 STREAMS = ("stdout", "stderr")
 _BLOCK = 64 * 1024
 _POLL = 0.05  # seconds between checks for new data while following
+_ROTATE_WAIT = 0.2  # longest a rotation waits for readers opening the files (then it goes ahead)
 
 
 class LogRecord(NamedTuple):
@@ -333,18 +337,57 @@ class LogWriter:
         os.close(self._fd)
         self._fd = -1
         keep = self.options.max_file
-        if keep < 2:
-            _unlink(self.path)
-        else:
-            ext = ".gz" if self.options.compress else ""
-            _unlink(f"{self.path}.{keep - 1}{ext}")
-            for i in range(keep - 1, 1, -1):
-                _rename(f"{self.path}.{i - 1}{ext}", f"{self.path}.{i}{ext}")
-            _rename(self.path, f"{self.path}.1")
-        self._fd = _open_append(self.path, truncate=True)
+        with _names_lock(self.path, fcntl.LOCK_EX, wait=_ROTATE_WAIT):
+            if keep < 2:
+                _unlink(self.path)
+            else:
+                ext = ".gz" if self.options.compress else ""
+                _unlink(f"{self.path}.{keep - 1}{ext}")
+                for i in range(keep - 1, 1, -1):
+                    _rename(f"{self.path}.{i - 1}{ext}", f"{self.path}.{i}{ext}")
+                _rename(self.path, f"{self.path}.1")
+            self._fd = _open_append(self.path, truncate=True)
         self._size = 0
         if keep >= 2 and self.options.compress:
             compress_file(f"{self.path}.1", self._last_ts)
+
+
+@contextlib.contextmanager
+def _names_lock(path: str, how: int, *, wait: float | None = None) -> Iterator[None]:
+    """flock the log's directory while its names move (writer, LOCK_EX) or are opened (reader, LOCK_SH).
+
+    Without it a reader that opens the files while a rotation renames them one by one can keep failing
+    its consistency check (see `_open_listed`) for as long as rotations come faster than it opens. The
+    writer, which a container's output waits on, never waits long for a reader: after `wait` seconds it
+    rotates anyway and the reader's check catches it. Readers wait without a limit: a rotation is short.
+    """
+    try:
+        fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        fd = -1  # no directory: nothing to rename or open either
+    try:
+        if fd >= 0:
+            _flock(fd, how, wait)
+        yield
+    finally:
+        if fd >= 0:
+            os.close(fd)  # releases the lock
+
+
+def _flock(fd: int, how: int, wait: float | None) -> None:
+    """Take the lock, waiting forever (`wait` None) or at most `wait` seconds, then going on without it."""
+    if wait is None:
+        fcntl.flock(fd, how)
+        return
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, how | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.001)
 
 
 def _open_append(path: str, *, truncate: bool = False) -> int:
@@ -449,22 +492,42 @@ def _open_snapshot(path: str) -> list[_Source] | None:
     missing only for an instant during a rotation, so give up (None) if it stays away.
     """
     for _ in range(200):
-        names = [*_rotated_names(path), path]
-        sources: list[_Source] = []
-        try:
-            for name in names:
-                sources.append(_Source(name))
-        except FileNotFoundError:
-            for s in sources:
-                s.close()
-            if not os.path.exists(path) and not _rotated_names(path):
-                return None
-            time.sleep(0.001)
-            continue
-        if all(_same_inode(s.name, s.ino) for s in sources):
+        with _names_lock(path, fcntl.LOCK_SH):
+            names = _log_names(path)
+            sources = _open_listed(path, names, names)
+        if sources is not None:
             return sources
-        for s in sources:
-            s.close()
+        if not os.path.exists(path) and not _rotated_names(path):
+            return None
+        time.sleep(0.001)
+    return None
+
+
+def _log_names(path: str) -> list[str]:
+    """The log's files as the directory lists them now, oldest first, ending with the live file."""
+    return [*_rotated_names(path), path]
+
+
+def _open_listed(path: str, listed: list[str], wanted: list[str]) -> list[_Source] | None:
+    """Open `wanted` (a tail of the listing `listed`); None unless the set opened is still what is there.
+
+    A rotation renames the files one by one, oldest first. Opening by name while it runs can skip a file:
+    `.3` is opened after `.3` moved to `.4` and `.2` took its name, so the old `.3` is in neither.
+    Checking each name against the inode opened does not see that; listing again does: if the directory
+    still shows exactly `listed` and every name still holds what was opened, no file was skipped (a
+    name never returns to a file that left it, so each held its file for the whole time).
+    """
+    sources: list[_Source] = []
+    try:
+        for name in wanted:
+            sources.append(_Source(name))
+    except FileNotFoundError:
+        pass
+    else:
+        if _log_names(path) == listed and all(_same_inode(s.name, s.ino) for s in sources):
+            return sources
+    for s in sources:
+        s.close()
     return None
 
 
@@ -723,22 +786,15 @@ def _newer_sources(path: str, ino: int, *, accept_lost: bool = False) -> list[_S
     gone" is believed only with `accept_lost` (the caller looked several times): then it was compressed
     or dropped and the live file alone follows — otherwise whole rotated files would be skipped.
     """
-    names = [*_rotated_names(path), path]
-    at = next((i for i, n in enumerate(names) if not n.endswith(".gz") and _same_inode(n, ino)), None)
-    if at is None and not accept_lost:
-        return None
-    wanted = names[at + 1 :] if at is not None else [path]
-    sources: list[_Source] = []
-    try:
-        for name in wanted:
-            sources.append(_Source(name))
-    except FileNotFoundError:
-        pass
-    else:
-        anchor_ok = at is None or _same_inode(names[at], ino)
-        if anchor_ok and all(_same_inode(s.name, s.ino) for s in sources):
-            return sources
-    for s in sources:
+    with _names_lock(path, fcntl.LOCK_SH):
+        names = _log_names(path)
+        at = next((i for i, n in enumerate(names) if not n.endswith(".gz") and _same_inode(n, ino)), None)
+        if at is None and not accept_lost:
+            return None
+        sources = _open_listed(path, names, names[at + 1 :] if at is not None else [path])
+    if sources is not None and (at is None or _same_inode(names[at], ino)):
+        return sources
+    for s in sources or ():
         s.close()
     return None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import os
 import struct
@@ -338,6 +339,44 @@ def test_follow_sees_every_line_once_across_rotations(logdir: Path, opts: dict[s
         assert positions[-1] == n - 1
     else:
         assert got == expected_lines(n)
+
+
+def test_reads_during_fast_rotation_skip_no_file(logdir: Path) -> None:
+    """A rotation renames `.N` ... `.1` one by one; a read opening them meanwhile must not skip one.
+
+    Opening `.3` just after it moved to `.4` (and `.2` took its name) used to lose a whole file from the
+    middle of the output; and a reader whose snapshot kept failing its check returned nothing at all.
+    """
+    w = writer(logdir, **{"max-size": "2k", "max-file": "1000"})
+    path = log_path(logdir, "c1")
+    stop = threading.Event()
+
+    def write() -> None:
+        i = 0
+        while not stop.is_set() and i < 200_000:
+            w.feed("stdout", f"L{i:06d}\n".encode())
+            i += 1
+        w.close()
+
+    write_lines(w, 1)  # the log exists before the first read
+    thread = threading.Thread(target=write)
+    thread.start()
+    reads, broken = 0, []
+    try:
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and thread.is_alive():
+            got = [r.line for r in read_logs(path)]
+            reads += 1
+            numbers = [int(line[1:7]) for line in got[1:]]
+            if got[:1] != ["line 000000\n"] or numbers != list(range(len(numbers))):
+                gap = next((a for a, b in itertools.pairwise(numbers) if b != a + 1), None)
+                broken.append((len(got), gap))
+    finally:
+        stop.set()
+        thread.join(30)
+    rotations = sum(1 for p in logdir.iterdir() if p.name != path.name)
+    assert rotations > 20 and reads > 20, (rotations, reads)
+    assert broken == [], f"{len(broken)} of {reads} reads lost entries (count, gap after): {broken[:5]}"
 
 
 def test_follow_with_compression_across_each_rotation(logdir: Path) -> None:
