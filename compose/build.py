@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from compose import __version__, labels
 from compose.errors import InvalidProjectError
+from engine.api import frozen
 
 if TYPE_CHECKING:
     from compose.loader.pipeline import LoadedProject
@@ -26,7 +26,7 @@ NETWORKS = ("default", "host", "none")
 _REMOTE_PREFIXES = ("git://", "git@", "github.com/", "ssh://", "http://", "https://")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class BuildOptions:
     """What the command line adds on top of every service's `build:` (`--no-cache`, `--pull`,
     `--build-arg`); a `None` arg value is taken from the project environment (dropped when unset)."""

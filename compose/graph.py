@@ -17,10 +17,10 @@ here keeps the graph right when normalization was skipped (`config --no-normaliz
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from compose.errors import DependencyCycleError, InvalidProjectError
+from engine.api import frozen
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import networkx
@@ -33,7 +33,7 @@ NAMESPACE_KEYS = ("network_mode", "ipc", "pid", "uts", "cgroup")
 DEFAULT_CONDITION = "service_started"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Dependency:
     """One edge: `service` needs `depends_on` to be in state `condition` before it starts."""
 

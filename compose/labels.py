@@ -9,9 +9,9 @@ scripts keep working. The engine stores labels as plain data; only this module k
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
 from compose import __version__
+from engine.api import frozen
 
 PREFIX = "com.docker.compose."
 PROJECT = PREFIX + "project"
@@ -32,7 +32,7 @@ SLUG = PREFIX + "slug"  # one-off (`run`) containers: docker compose's random su
 Labels = Mapping[str, str] | None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ProjectIdentity:
     """What every label set of one project repeats: its name, directory and files."""
 
@@ -42,7 +42,7 @@ class ProjectIdentity:
     environment_files: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class DependencyLabel:
     """One `depends_on` entry as the label lists it."""
 

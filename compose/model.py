@@ -13,11 +13,12 @@ value was replaced; keys that were present with an empty/default value are print
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from types import MappingProxyType
 from typing import Any, ClassVar
 
 from compose.loader import syntax as _syntax
+from engine.api import frozen
 
 __all__ = [
     "BuildConfig",
@@ -141,7 +142,7 @@ def _value_out(kind: Any, value: Any, raw: Any) -> Any:
     return _thaw(value)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Node:
     """Shared from/to dict logic; subclasses list their fields in `_FIELDS` as (attr, key, kind)."""
 
@@ -209,7 +210,7 @@ def _spec(names: str, kind: Any = None) -> tuple[tuple[str, str, Any], ...]:
 
 
 @_register
-@dataclass(frozen=True, slots=True)
+@frozen
 class FileRef(_Node):
     """A service's use of a secret or config."""
 
@@ -223,7 +224,7 @@ class FileRef(_Node):
 
 
 @_register
-@dataclass(frozen=True, slots=True)
+@frozen
 class BuildConfig(_Node):
     """How to build the service image."""
 
@@ -260,7 +261,7 @@ class BuildConfig(_Node):
 
 
 @_register
-@dataclass(frozen=True, slots=True)
+@frozen
 class PortConfig(_Node):
     """One published or exposed port (ranges are already expanded)."""
 
@@ -276,7 +277,7 @@ class PortConfig(_Node):
 
 
 @_register
-@dataclass(frozen=True, slots=True)
+@frozen
 class VolumeMount(_Node):
     """A mount in a service: bind, named or anonymous volume, tmpfs, image, npipe."""
 
@@ -294,7 +295,7 @@ class VolumeMount(_Node):
 
 
 @_register
-@dataclass(frozen=True, slots=True)
+@frozen
 class ServiceNetwork(_Node):
     """A service's attachment to one network."""
 
@@ -315,7 +316,7 @@ class ServiceNetwork(_Node):
 
 
 @_register
-@dataclass(frozen=True, slots=True)
+@frozen
 class Dependency(_Node):
     """One `depends_on` entry."""
 
@@ -327,7 +328,7 @@ class Dependency(_Node):
 
 
 @_register
-@dataclass(frozen=True, slots=True)
+@frozen
 class Healthcheck(_Node):
     """The container health check; durations in seconds."""
 
@@ -346,7 +347,7 @@ class Healthcheck(_Node):
 
 
 @_register
-@dataclass(frozen=True, slots=True)
+@frozen
 class ResourceSpec(_Node):
     """Limits or reservations: cpus as a float, memory in bytes."""
 
@@ -359,7 +360,7 @@ class ResourceSpec(_Node):
 
 
 @_register
-@dataclass(frozen=True, slots=True)
+@frozen
 class Resources(_Node):
     """`deploy.resources`."""
 
@@ -373,7 +374,7 @@ class Resources(_Node):
 
 
 @_register
-@dataclass(frozen=True, slots=True)
+@frozen
 class RestartPolicy(_Node):
     """`deploy.restart_policy`; delay and window in seconds."""
 
@@ -386,7 +387,7 @@ class RestartPolicy(_Node):
 
 
 @_register
-@dataclass(frozen=True, slots=True)
+@frozen
 class Deploy(_Node):
     """`deploy`: the parts a single-host runtime uses are typed, the rest stays as data."""
 
@@ -408,7 +409,7 @@ class Deploy(_Node):
 
 
 @_register
-@dataclass(frozen=True, slots=True)
+@frozen
 class Logging(_Node):
     """The log driver and its options."""
 
@@ -432,7 +433,7 @@ _SERVICE_MAPS = "environment labels annotations sysctls ulimits storage_opt"
 
 
 @_register
-@dataclass(frozen=True, slots=True)
+@frozen
 class Service(_Node):
     """One service, as a runtime needs it; everything not modelled is kept in `extras`."""
 
@@ -556,7 +557,7 @@ class Service(_Node):
 
 
 @_register
-@dataclass(frozen=True, slots=True)
+@frozen
 class Network(_Node):
     """A top-level network."""
 
@@ -577,7 +578,7 @@ class Network(_Node):
 
 
 @_register
-@dataclass(frozen=True, slots=True)
+@frozen
 class Volume(_Node):
     """A top-level named volume."""
 
@@ -591,7 +592,7 @@ class Volume(_Node):
 
 
 @_register
-@dataclass(frozen=True, slots=True)
+@frozen
 class FileObject(_Node):
     """A top-level secret or config."""
 
@@ -609,7 +610,7 @@ class FileObject(_Node):
 
 
 @_register
-@dataclass(frozen=True, slots=True)
+@frozen
 class Project(_Node):
     """A loaded project; `extensions` holds top-level `x-*` (and any other unmodelled key)."""
 

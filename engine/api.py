@@ -56,6 +56,7 @@ _EXPORTS = {
     "PublishedPort": "engine.net.types",
     "BuildRequest": "engine.build.builder",
     "BuildProgress": "engine.build.builder",
+    "frozen": "engine.frozen",
 }
 
 

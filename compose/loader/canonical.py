@@ -30,6 +30,7 @@ from compose.loader.syntax import (
     parse_volume_spec,
     shell_split,
 )
+from engine.api import frozen
 
 __all__ = ["RULES", "canonicalize"]
 
@@ -37,7 +38,7 @@ Locate = Callable[[Path], Location]
 Warn = Callable[[str], None]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Context:
     """What every rule needs besides the value: error positions and the strictness switch."""
 

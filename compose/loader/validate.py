@@ -33,6 +33,7 @@ from compose.graph import (
     namespace_target,
     volumes_from_target,
 )
+from engine.api import frozen
 
 Locate = Callable[[Path], Location]
 Warn = Callable[[str], None]
@@ -85,7 +86,7 @@ def _problems(ctx: _Context) -> Iterator[InvalidProjectError]:
 # --- context -----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Binding:
     """A host port a service publishes: where, which port, which protocol, and who owns it."""
 

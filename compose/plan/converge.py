@@ -58,18 +58,19 @@ Each generation's actions touch different containers and may run in parallel.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from compose.errors import InvalidProjectError, UsageError
 from compose.graph import NAMESPACE_KEYS, ServiceGraph, namespace_target, volumes_from_target
 from compose.model import Project, Service
+from engine.api import frozen
 
 NEVER, DIVERGED, FORCE = "never", "diverged", "force"
 _RUNNING_RANK = {"running": 0, "restarting": 1, "paused": 2, "created": 3, "exited": 4, "dead": 5}
 _LIVE = ("running", "restarting", "paused")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Observed:
     """A container of the project as the engine lists it."""
 
@@ -83,7 +84,7 @@ class Observed:
     oneoff: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Action:
     kind: str  # "create" | "recreate" | "start" | "restart" | "keep" | "stop" | "remove"
     service: str
@@ -92,7 +93,7 @@ class Action:
     reason: str = ""  # "config changed", "image changed", "forced", "scaled down", "orphan", ...
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class UpOptions:
     services: tuple[str, ...] = ()  # empty = all
     scale: tuple[tuple[str, int], ...] = ()
@@ -105,13 +106,13 @@ class UpOptions:
     disabled: tuple[str, ...] = ()  # services of the file turned off by profiles: not orphans
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Plan:
     generations: tuple[tuple[Action, ...], ...]  # dependency order; each one's actions independent
     orphans: tuple[Observed, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Target:
     """What one service must end up as."""
 
@@ -125,13 +126,15 @@ class _Target:
 
 # --- entry points ----------------------------------------------------------------------------------
 
+_PLAIN_UP = UpOptions()  # `up` without flags
+
 
 def plan_up(
     project: Project,
     observed: Sequence[Observed],
     hashes: Mapping[str, str],
     images: Mapping[str, str],
-    options: UpOptions = UpOptions(),
+    options: UpOptions = _PLAIN_UP,
 ) -> Plan:
     """`hashes`/`images`: per service, the config hash and image id a container must have to be kept
     (a service missing from either is not compared on that point)."""

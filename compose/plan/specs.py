@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from compose.errors import InvalidProjectError
@@ -67,6 +67,7 @@ from engine.api import (
     Process,
     Resources,
     Security,
+    frozen,
     resolve_args,
 )
 
@@ -74,7 +75,7 @@ DEFAULT_SHM = 64 * 1024 * 1024
 SECRETS_DIR = "/run/secrets/"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ImageFacts:
     """The image a container runs, as the engine knows it."""
 
@@ -85,7 +86,7 @@ class ImageFacts:
     cmd: tuple[str, ...] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Placement:
     """What only the executor knows when it creates container `number` of a service."""
 
@@ -99,7 +100,7 @@ class Placement:
     use_aliases: bool = False  # one-off: `run --use-aliases` (services always get their aliases)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class VolumeRequest:
     """A top-level volume as the engine must create it (or find it, when external)."""
 

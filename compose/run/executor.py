@@ -46,6 +46,7 @@ from compose.plan.converge import (
 from compose.run import parallel
 from compose.run.events import Events
 from compose.run.observe import as_observed, project_containers
+from engine.api import frozen
 
 if TYPE_CHECKING:  # compose.plan.specs is loaded by what creates containers (~20 ms a `down` skips)
     from compose.plan.specs import ImageFacts
@@ -58,7 +59,7 @@ STARTS = ("create", "recreate", "start", "restart")
 Builder = Callable[[list[list[str]], dict[str, Any]], None]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class UpRequest:
     services: tuple[str, ...] = ()
     detach: bool = True
@@ -79,7 +80,7 @@ class UpRequest:
     quiet_pull: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class DownRequest:
     remove_orphans: bool = False
     volumes: bool = False

@@ -17,7 +17,7 @@ import dataclasses
 import os
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from compose.errors import ComposeError, UsageError
@@ -33,10 +33,10 @@ from compose.plan.specs import (
     volume_requests,
 )
 from compose.run.observe import container_number
-from engine.api import ContainerSpec, Mount, PortBinding
+from engine.api import ContainerSpec, Mount, PortBinding, frozen
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RunRequest:
     """`pycompose run`'s options, as docker compose names them."""
 

@@ -42,12 +42,13 @@ from engine.build.context import BuildContext, PatternMatcher
 from engine.build.instructions import BuildPlan, Stage, StageState
 from engine.containers import spawn
 from engine.errors import BuildError, BuildStepFailed, ImageNotFound
+from engine.frozen import frozen
 from engine.images.store import ImageStore
 from engine.images.types import Image
 from engine.state.root import StateRoot
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class BuildRequest:
     """One image to build (compose's `build:` section, or `pycompose image build`'s flags)."""
 
@@ -425,7 +426,7 @@ class Builder:
             return self._commit_upper(cursor, paths.upper, history)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _MakeDirectory:
     """What the forked WORKDIR helper does in its merged view: mkdir -p inside the image's root."""
 
@@ -464,7 +465,7 @@ def _heredoc_context(
     return BuildContext(str(directory), os.devnull, None, PatternMatcher([])), sources
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _CopyWork:
     """What the forked copy helper does in its merged view."""
 

@@ -33,12 +33,12 @@ import os
 import stat
 import tarfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from engine.errors import BuildError
+from engine.frozen import frozen
 from engine.images import manifest as mf
 from engine.images.store import ImageStore
 from engine.images.types import Descriptor, Image
@@ -60,7 +60,7 @@ _ERRORS = "surrogateescape"
 # ------------------------------------------------------------------------------------------ the diff
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Entry:
     """One tar member to write: its name in the layer and where its data (if any) comes from."""
 

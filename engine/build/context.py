@@ -31,6 +31,7 @@ from pathlib import Path
 
 from engine.containers.rootfs import resolve_in
 from engine.errors import BuildError
+from engine.frozen import frozen
 
 IGNORE_FILE = ".dockerignore"
 _BOM = "\ufeff"
@@ -141,7 +142,7 @@ def has_wildcards(path: str) -> bool:
     return False
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class IgnorePattern:
     """One cleaned pattern; `exception` for a `!` line."""
 
@@ -189,7 +190,7 @@ class PatternMatcher:
 # The context
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Entry:
     """One path of the context: relative name (`a/b`), host path and lstat result."""
 

@@ -42,6 +42,7 @@ from engine.build.context import BuildContext, Entry, go_clean, has_wildcards
 from engine.containers.rootfs import resolve_in
 from engine.containers.userdb import parse_group, parse_passwd
 from engine.errors import BuildError, DiskFullError, EngineError
+from engine.frozen import frozen
 
 IdMap = Callable[[int, int], tuple[int, int]]
 ModeFn = Callable[[int, bool], int]
@@ -149,7 +150,7 @@ def _parse_clause(clause: str, spec: str) -> ModeFn:
 # Downloads (ADD <url>)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Download:
     """A fetched URL: local file, name in the image, mtime (Last-Modified or None) and sha256."""
 
@@ -213,7 +214,7 @@ def _http_time(value: str | None) -> float | None:
 # Selecting sources
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Selected:
     """One thing to copy: a context entry, or a download."""
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 
 from engine.errors import EngineError
+from engine.frozen import frozen
 
 DIRECTIVES = ("syntax", "escape", "check")
 HEREDOC_INSTRUCTIONS = ("RUN", "COPY", "ADD")
@@ -51,7 +51,7 @@ class DockerfileError(EngineError):
     """The Dockerfile cannot be parsed (or an instruction is not valid); `subject` is `path:line`."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Heredoc:
     """One here-document: its delimiter name, body, and whether `$` is expanded in it."""
 
@@ -61,7 +61,7 @@ class Heredoc:
     strip_tabs: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Instruction:
     """One instruction; `args` is the text after the flags (heredoc markers left in place)."""
 
@@ -82,7 +82,7 @@ class Instruction:
         return found
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Dockerfile:
     path: str
     directives: tuple[tuple[str, str], ...]

@@ -35,6 +35,7 @@ from typing import Any
 
 from engine.build.dockerfile import INSTRUCTIONS, Dockerfile, DockerfileError, Instruction, json_array
 from engine.build.shellwords import ExpansionError, expand, split
+from engine.frozen import frozen
 from engine.images.manifest import host_platform
 
 PROXY_ARGS = (
@@ -84,7 +85,7 @@ def _fail(where: str, message: str) -> DockerfileError:
 # -- plan: stages, references, target --------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Stage:
     """One FROM ... up to the next FROM."""
 
@@ -98,7 +99,7 @@ class Stage:
     base_stage: int | None = None  # the stage used as the base, when `base` names one
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class BuildPlan:
     """The stages needed for the target, in an order that respects their dependencies."""
 

@@ -27,6 +27,7 @@ from engine.containers import rootfs, spawn
 from engine.containers import syscalls as sc
 from engine.containers.spec import ContainerSpec, NetworkAttachment, NetworkSetup, Process
 from engine.errors import BuildError, EngineError, NetworkNotFound
+from engine.frozen import frozen
 from engine.state.root import StateRoot, remove_tree
 
 BUILD_NETWORK = "pycompose-build"
@@ -38,7 +39,7 @@ STUBS = ("etc/hostname", "etc/hosts", "etc/resolv.conf", "dev", "proc", "sys", "
 OutputFn = Callable[[bytes], None]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RunOptions:
     """How a RUN container is isolated (from the BuildRequest)."""
 

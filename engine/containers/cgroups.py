@@ -26,6 +26,7 @@ from pathlib import Path
 
 from engine.containers.spec import Resources
 from engine.errors import CgroupError, UnsupportedSetting
+from engine.frozen import frozen
 
 MOUNTINFO = "/proc/self/mountinfo"
 DEFAULT_PARENT = "pycompose"
@@ -40,7 +41,7 @@ WAIT_STEP = 0.002
 # -- layout ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Layout:
     """Where each hierarchy is mounted. `v1` maps a controller to its mount point."""
 
@@ -102,7 +103,7 @@ def detect_layout(mountinfo: str = MOUNTINFO) -> Layout:
 # -- resource conversion (pure) -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Write:
     """One value for one cgroup file; `setting` is the user-facing name reported when it fails."""
 
@@ -253,7 +254,7 @@ def _cpuset_and_pids(r: Resources) -> list[Write]:
 # -- stats parsing (pure) -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CgroupStats:
     """One sample. None = this host does not account it. Limits of None mean unlimited."""
 

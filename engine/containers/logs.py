@@ -36,12 +36,12 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from engine.errors import DiskFullError, EngineError
+from engine.frozen import frozen
 
 PARTIAL_LIMIT = 16 * 1024  # Docker's copier buffer: longer lines are split into pieces of this size
 STREAMS = ("stdout", "stderr")
@@ -61,7 +61,7 @@ class LogRecord(NamedTuple):
 # --------------------------------------------------------------------------------------------- options
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class LogOptions:
     """json-file options: `max_size` in bytes (-1 = never rotate), `max_file` files kept in all."""
 

@@ -28,12 +28,12 @@ import errno
 import os
 import stat
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from engine.containers import syscalls as sc
 from engine.containers.spec import ContainerSpec, Mount, NetworkSetup
 from engine.errors import ContainerStartError
+from engine.frozen import frozen
 from engine.state.root import StateRoot, remove_tree
 
 # Docker's defaults (moby oci/defaults.go): hidden, and read-only, kernel interfaces.
@@ -93,7 +93,7 @@ INIT_PATH = "/dev/init"
 VolumeSource = str | tuple[str, str, tuple[str, ...]]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ContainerPaths:
     """Where one container's writable layer and generated files live on the host."""
 

@@ -26,11 +26,11 @@ import os
 import platform
 import struct
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from engine.errors import SecurityError
+from engine.frozen import frozen
 
 # --- seccomp return values and BPF opcodes (linux/seccomp.h, linux/filter.h) ------------------------
 
@@ -58,7 +58,7 @@ OFFSET_ARGS = 16
 MAX_INSNS = 4096
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Arch:
     """One native architecture: its audit number, the names profiles use for it, its syscall table."""
 
@@ -71,7 +71,7 @@ class Arch:
 # --- profile model -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ArgCheck:
     """One argument comparison (Docker's `args` entry); all of a rule's checks must hold."""
 
@@ -81,7 +81,7 @@ class ArgCheck:
     value_two: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Rule:
     """Syscalls that get `action` (a seccomp return value) when every check holds."""
 
@@ -90,7 +90,7 @@ class Rule:
     checks: tuple[ArgCheck, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Filter:
     """A compiled filter: the BPF instructions and the seccomp(2) flags to install it with."""
 

@@ -23,11 +23,12 @@ from __future__ import annotations
 import os
 import resource
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from engine.containers import capabilities, seccomp
 from engine.containers.spec import Security
 from engine.errors import SecurityError
+from engine.frozen import frozen
 
 # Docker's ulimit names (`docker run --ulimit`, compose `ulimits:`) -> RLIMIT_* numbers of
 # asm-generic/resource.h (x86_64 and aarch64 use them; Python's resource module lacks RLIMIT_LOCKS).
@@ -59,7 +60,7 @@ IPC_SYSCTL_PREFIXES = ("fs.mqueue.",)
 NET_SYSCTL_PREFIXES = ("net.",)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Rlimit:
     """One resource limit to set: RLIMIT_* number, soft and hard (RLIM_INFINITY for unlimited)."""
 
@@ -69,7 +70,7 @@ class Rlimit:
     hard: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SecurityPlan:
     """Everything the child applies, computed and checked in the parent."""
 

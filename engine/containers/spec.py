@@ -7,8 +7,10 @@ and labels; the engine only sees what to run and how to isolate it.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from typing import Any
+
+from engine.frozen import frozen
 
 # deploy.restart_policy: (condition, delay seconds, max_attempts, window seconds); None = not set
 RestartPolicy = tuple[str, float | None, int | None, float | None]
@@ -16,7 +18,7 @@ RestartPolicy = tuple[str, float | None, int | None, float | None]
 Healthcheck = tuple[tuple[str, ...], float | None, float | None, float | None, float | None, int | None]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Mount:
     """One mount inside the container, in the order they are applied."""
 
@@ -30,7 +32,7 @@ class Mount:
     create_host_path: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class NetworkAttachment:
     """One network the container joins (bridge mode), in priority order: the first gives the default route."""
 
@@ -43,7 +45,7 @@ class NetworkAttachment:
     priority: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PortBinding:
     """One published port (compose expands ranges into one binding per container port)."""
 
@@ -54,7 +56,7 @@ class PortBinding:
     host_port_end: int = 0  # "8000-8010:80": the first free port in [host_port, host_port_end]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class NetworkSetup:
     """What the network side prepared for one start (engine/net): spawn joins it, rootfs writes it out.
 
@@ -66,7 +68,7 @@ class NetworkSetup:
     nameservers: tuple[str, ...] = ()  # our DNS responder's addresses; empty = the host's resolvers
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Resources:
     """Limits; None means unlimited / not set. Sizes in bytes, CPU as in docker (cpus = cores)."""
 
@@ -82,7 +84,7 @@ class Resources:
     pids_limit: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Security:
     """Privileges of the container's processes."""
 
@@ -97,7 +99,7 @@ class Security:
     oom_score_adj: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Process:
     """What runs as the container's main process (already resolved: entrypoint + command)."""
 
@@ -111,7 +113,7 @@ class Process:
     init: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ContainerSpec:
     """One container: image layers, process, isolation, mounts and identity."""
 

@@ -15,16 +15,16 @@ cannot point at the host's). Behaviour follows what Docker/runc do:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import UnknownUser
+from engine.frozen import frozen
 
 MAX_ID = 2**31 - 1
 DEFAULT_HOME = "/"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PasswdEntry:
     name: str
     uid: int
@@ -32,14 +32,14 @@ class PasswdEntry:
     home: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class GroupEntry:
     name: str
     gid: int
     members: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ExecUser:
     """Who the container's process runs as."""
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import AuthenticationError, RegistryError, RegistryUnreachable
+from engine.frozen import frozen
 
 if TYPE_CHECKING:
     import httpx
@@ -40,7 +41,7 @@ EXPIRY_MARGIN = 5.0
 """Refresh a token this many seconds before it expires, so a request never leaves with a stale one."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Credentials:
     """A username and password (or personal access token) for one registry."""
 
@@ -130,7 +131,7 @@ def load_docker_config(path: Path | None = None) -> dict[str, Credentials]:
 # --- challenges ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Challenge:
     """One auth challenge: scheme in lower case (`bearer`, `basic`) and its parameters (names lowered)."""
 

@@ -30,11 +30,12 @@ import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from engine.errors import BuildError, ImageNotFound
+from engine.frozen import frozen
 from engine.images.reference import parse_reference
 
 MMDEBSTRAP = "/usr/bin/mmdebstrap"
@@ -88,7 +89,7 @@ _CONTAINER_FILES: dict[str, tuple[str, int]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class BootstrapPlan:
     """Everything that decides the root filesystem's content (the cache key is a hash of it) and the tag."""
 
@@ -135,7 +136,7 @@ class BootstrapPlan:
         return " ".join(words)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class BootstrapResult:
     """The image, its key, and which shortcut (if any) made it fast."""
 

@@ -13,11 +13,12 @@ import json
 import platform as _host
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from typing import Any
 
 from engine.errors import ArchiveError, ImageNotFound, InvalidReference
+from engine.frozen import frozen
 from engine.images.types import Descriptor, Platform
 
 # --- media types -------------------------------------------------------------------------------
@@ -115,7 +116,7 @@ def layer_media_type(compression: str | None, *, oci: bool) -> str:
 # --- value types -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Manifest:
     """An image manifest (OCI or Docker schema2): one config and its layers, bottom first."""
 
@@ -129,7 +130,7 @@ class Manifest:
     urls: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Index:
     """An OCI image index or Docker manifest list: one manifest per platform (and attestations)."""
 
@@ -138,7 +139,7 @@ class Index:
     annotations: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ImageConfig:
     """The parts of an image config the engine uses; `raw` keeps the whole document."""
 

@@ -10,9 +10,9 @@ lives on Docker Hub, and a single-component Hub name gets the ``library/`` names
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from engine.errors import InvalidReference
+from engine.frozen import frozen
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DEFAULT_DOMAIN = "index.docker.io"
@@ -37,7 +37,7 @@ _IDENTIFIER_RE = re.compile(r"[a-f0-9]{64}")
 _IMAGE_ID_RE = re.compile(r"(?:sha256:)?[a-f0-9]{12,64}")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Reference:
     """A normalised image reference; `tag` and `digest` may both be set (`name:tag@digest`)."""
 

@@ -24,7 +24,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from engine.errors import (
@@ -37,6 +36,7 @@ from engine.errors import (
     RegistryError,
     RegistryUnreachable,
 )
+from engine.frozen import frozen
 from engine.images.auth import RegistryAuth, error_detail, repository_scope
 from engine.images.progress import ProgressReporter, short_id
 from engine.images.types import Descriptor, Image, Platform
@@ -102,7 +102,7 @@ def is_plain_http(host: str, insecure: Iterable[str] = ()) -> bool:
     return any(_entry_matches(entry, host, name, ip) for entry in insecure)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Repo:
     """One repository on one registry, and the scopes requests for it need."""
 
@@ -116,7 +116,7 @@ class _Repo:
         return f"{self.origin}/v2/{self.repository}/{tail}"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class FetchedManifest:
     """A manifest (or index) as the registry served it, already checked against its digest."""
 
@@ -872,7 +872,7 @@ def _unique(descs: Iterable[Descriptor]) -> list[Descriptor]:
     return list(seen.values())
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _StoredIndex:
     """An index kept in the store with every manifest it names: (digest, bytes, media type) each."""
 

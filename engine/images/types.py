@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from engine.frozen import frozen
 
-@dataclass(frozen=True, slots=True)
+
+@frozen
 class Platform:
     """An OCI platform; `variant` only matters for arm."""
 
@@ -19,7 +21,7 @@ class Platform:
         return f"{text}/{self.variant}" if self.variant else text
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Descriptor:
     """Points at a blob: what it is, its digest and size (OCI content descriptor)."""
 
@@ -30,7 +32,7 @@ class Descriptor:
     annotations: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Layer:
     """One unpacked layer as the store knows it."""
 
@@ -41,7 +43,7 @@ class Layer:
     size: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Image:
     """An image in the store: id is the config digest."""
 

@@ -43,11 +43,11 @@ import struct
 import threading
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from engine.errors import ArchiveError, DiskFullError, EngineError, UnsafeLayerError
+from engine.frozen import frozen
 
 OwnerMap = Callable[[int, int], tuple[int, int]]
 
@@ -69,7 +69,7 @@ _BZIP2_MAGIC = b"BZh"
 _XZ_MAGIC = b"\xfd7zXZ\x00"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class UnpackResult:
     """What one unpack produced.
 

@@ -39,6 +39,7 @@ from functools import partial
 from typing import Protocol
 
 from engine.errors import NetworkError
+from engine.frozen import frozen
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def _malformed(why: str) -> NetworkError:
     return NetworkError(f"malformed DNS message: {why}", subject="dns")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Query:
     """The parts of a query the responder needs; `question` is echoed verbatim in our answers."""
 

@@ -44,10 +44,10 @@ import shutil
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import cache
 
 from engine.errors import FirewallError
+from engine.frozen import frozen
 
 BRIDGE_WILDCARD = "pyc-+"  # every bridge any scope of ours names (manager.BRIDGE_PREFIX "pyc-" + hex)
 PROTOCOLS = ("tcp", "udp", "sctp")
@@ -67,7 +67,7 @@ _RETRIES = 3
 _TIMEOUT = 60.0
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class BridgeRules:
     """What the rules need of one network."""
 
@@ -78,7 +78,7 @@ class BridgeRules:
     icc: bool = True  # driver_opts enable_icc: containers of the network reach each other
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PortRule:
     """One published port: host side -> container side on `bridge`."""
 
@@ -90,7 +90,7 @@ class PortRule:
     container_port: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Backend:
     """The save/restore commands of one address family."""
 

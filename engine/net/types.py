@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from engine.frozen import frozen
 
 DEFAULT_DRIVER = "bridge"
 # driver_opts keys Docker users set (compose passes them through unchanged)
@@ -13,7 +13,7 @@ OPT_ICC = "com.docker.network.bridge.enable_icc"
 OPT_HOST_BINDING_IPV4 = "com.docker.network.bridge.host_binding_ipv4"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class IpamPool:
     """One `ipam.config` entry; every field optional (None = choose one)."""
 
@@ -23,7 +23,7 @@ class IpamPool:
     aux_addresses: tuple[tuple[str, str], ...] = ()  # (name, address): reserved, never handed out
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class NetworkSpec:
     """A network to create (compose: one entry of the top-level `networks`, name already resolved)."""
 
@@ -37,7 +37,7 @@ class NetworkSpec:
     labels: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Subnet:
     """An allocated subnet of a network: CIDR, gateway and the range addresses come from."""
 
@@ -47,7 +47,7 @@ class Subnet:
     aux_addresses: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Network:
     """A network as the state records it."""
 
@@ -60,7 +60,7 @@ class Network:
     mtu: int = 1500
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Endpoint:
     """One container's attachment to one network, as recorded (addresses set while it runs)."""
 
@@ -74,7 +74,7 @@ class Endpoint:
     active: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PublishedPort:
     """A port published for a running container: what `port` and `ps` show."""
 

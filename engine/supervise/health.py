@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from enum import StrEnum
 
 from engine.errors import InvalidPolicy
+from engine.frozen import frozen
 
 DEFAULT_INTERVAL = 30.0
 DEFAULT_TIMEOUT = 30.0
@@ -45,7 +46,7 @@ class Status(StrEnum):
     UNHEALTHY = "unhealthy"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class HealthConfig:
     """A healthcheck as Docker stores it: 0 / () means "not set" (inherit, then default)."""
 
@@ -138,7 +139,7 @@ def truncate_output(data: bytes) -> str:
     return text + "..." if len(data) > MAX_OUTPUT else text
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ProbeResult:
     """One probe: start/end times (the clock of `started_at`), exit code (-1 = timeout/error), output."""
 

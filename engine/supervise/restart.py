@@ -19,10 +19,10 @@ happens), floored at 100 ms so a crash loop with `delay: 0` cannot spin the supe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 
 from engine.errors import InvalidPolicy
+from engine.frozen import frozen
 
 BACKOFF_START = 0.1  # seconds: moby restartmanager defaultTimeout
 BACKOFF_FACTOR = 2
@@ -43,7 +43,7 @@ _CONDITIONS = {"none": Mode.NO, "no": Mode.NO, "on-failure": Mode.ON_FAILURE, "a
 _CONDITIONS |= {"always": Mode.ALWAYS, "unless-stopped": Mode.UNLESS_STOPPED}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RestartPolicy:
     """What to do when the container's main process ends.
 
@@ -98,7 +98,7 @@ def from_deploy(
     return RestartPolicy(_CONDITIONS[key], max_attempts or 0, delay, window or 0.0)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ExitFacts:
     """What the supervisor knows when the main process has ended.
 
@@ -117,7 +117,7 @@ class ExitFacts:
     boot: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Decision:
     """The answer: restart or not, after `delay` seconds; `backoff` is stored for the next decision."""
 

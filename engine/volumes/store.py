@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import VolumeError, VolumeInUse, VolumeNotFound
+from engine.frozen import frozen
 from engine.state.root import StateRoot, remove_tree
 from engine.volumes.mounts import HostMounts, needs_host_mount
 
@@ -33,7 +34,7 @@ _REQUIRED_WITH = {"device": ("type",), "type": ("device",), "o": ("type", "devic
 _STORE_LOCK = "volumes"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Volume:
     """One named volume as stored (options are the driver_opts it was created with)."""
 
