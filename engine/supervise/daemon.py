@@ -113,6 +113,7 @@ class Watched:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     pidfd: int | None = None  # set while watched as an orphan (not the keeper's child)
     paused: bool = False
+    respawning: asyncio.Future[None] | None = None  # set while a restart's spawn runs (see stop)
 
     @property
     def id(self) -> str:
@@ -847,12 +848,16 @@ class Daemon:
         records.bump_restart(self.db, w.id)
         w.restart_times.append(time.monotonic())
         w.tasks = []
+        w.respawning = self.loop.create_future()
         try:
             await self.spawn(w)
         except EngineError as exc:
             print(f"supervisor: restarting {w.id}: {exc}", file=sys.stderr, flush=True)
             records.set_state(self.db, w.id, "exited")
             self._settle(w)
+        finally:
+            w.respawning.set_result(None)
+            w.respawning = None
 
     def _settle(self, w: Watched) -> None:
         """A final exit: forget the container and remove its (now empty) cgroup."""
@@ -878,8 +883,13 @@ class Daemon:
             raise ContainerNotFound("no such container", subject=cid)
         records.set_stopped_by_user(self.db, row["id"], True)
         w = self.watched.get(row["id"])
+        if w is not None and w.respawning is not None:
+            # A restart is starting it again (the helper is at work and cannot be called back): let it
+            # finish, then stop what it started. Cancelling here left that container running, unwatched.
+            await asyncio.shield(w.respawning)
+            w = self.watched.get(row["id"])
         if w is None:
-            return {"id": row["id"], "state": row["state"]}
+            return {"id": row["id"], "state": (records.get(self.db, row["id"]) or row)["state"]}
         if w.exit is not None:  # between an exit and its restart: the restart is cancelled
             self._cancel(w)
             self._settle(w)
