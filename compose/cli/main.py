@@ -57,5 +57,34 @@ def _dispatch(argv: list[str], context) -> int:
     return args.handler(args, context)
 
 
+def run() -> None:
+    """The `pycompose` command: main(), then exit without the interpreter's teardown.
+
+    Freeing a loaded project, the schema and a hundred modules object by object took ~40 ms after every
+    command had finished its work. Nothing of ours needs it: non-daemon threads are joined, exit
+    handlers run and both streams flushed here, as a normal exit would; then the process just ends.
+    """
+    exit_now(main())
+
+
+def exit_now(code: int | None) -> None:
+    """As `sys.exit(code)` at the end of the program (None is 0), minus the teardown."""
+    import atexit
+    import os
+    import threading
+
+    current = threading.current_thread()
+    for thread in threading.enumerate():
+        if thread is not current and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):  # a closed pipe (`| head`) or stream: nothing to keep
+            pass
+    os._exit(code or 0)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()
