@@ -55,6 +55,7 @@ from engine.volumes import VolumeStore
 PIPE_SIZE = 1 << 20  # DESIGN.md: room for a supervisor restart gap
 F_SETPIPE_SZ = 1031
 DRAIN_TIMEOUT = 2.0  # after an exit, how long the pipes may take to reach EOF
+KILL_WAIT = 10.0  # how long a SIGKILL request waits for the exit to be recorded (Docker waits too)
 ACTIVE_STATES = ("running", "paused", "restarting")
 UNKNOWN_EXIT = 255  # Docker's code for a task whose exit status was lost
 OOM_EXIT = 137  # 128 + SIGKILL: the OOM killer's signal
@@ -922,9 +923,10 @@ class Daemon:
             raise ContainerConflict(f"the container is not running (state {state})", subject=row["name"])
         return row, w
 
-    def kill(self, cid: str, sig: str | int = "SIGKILL") -> dict[str, Any]:
+    async def kill(self, cid: str, sig: str | int = "SIGKILL") -> dict[str, Any]:
         """docker kill: SIGKILL or the stop signal is a user stop (written before the signal, so the
-        restart policy sees it); other signals (a reload's SIGHUP) leave the policy alone."""
+        restart policy sees it); other signals (a reload's SIGHUP) leave the policy alone. As Docker's,
+        a SIGKILL returns once the exit is recorded (at most KILL_WAIT s): `kill` then `ps` shows it."""
         _, w = self._running(cid)
         number = signal_of(sig)
         if number in (signal.SIGKILL, signal_of(w.spec.stop_signal)):
@@ -932,6 +934,9 @@ class Daemon:
         os.kill(w.pid, number)
         if w.paused and number == signal.SIGKILL:  # a frozen task only dies once thawed
             self._thaw(w)
+        if number == signal.SIGKILL and w.done is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(w.done), KILL_WAIT)
         return {"id": w.id, "signal": number}
 
     async def restart(self, cid: str, timeout: float | None = None) -> dict[str, Any]:
@@ -1122,7 +1127,7 @@ class Daemon:
             elif op == "stop":
                 result = await self.stop(str(request["id"]), request.get("timeout"))
             elif op == "kill":
-                result = self.kill(str(request["id"]), request.get("signal", "SIGKILL"))
+                result = await self.kill(str(request["id"]), request.get("signal", "SIGKILL"))
             elif op == "restart":
                 result = await self.restart(str(request["id"]), request.get("timeout"))
             elif op == "pause":

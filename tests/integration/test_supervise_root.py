@@ -197,6 +197,15 @@ def test_always_restarts_with_growing_backoff(env: Env) -> None:
     assert env.row(cid)["restart_count"] == count and env.row(cid)["state"] == "exited"
 
 
+def test_sigkill_answers_once_the_exit_is_recorded(env: Env) -> None:
+    """As `docker kill`: the request returns with the container already exited (kill, then ps)."""
+    cid = env.create("sh", "-c", "sleep 100")
+    start(env, cid)
+    client.request(env.root, "kill", id=cid, signal="SIGKILL")
+    row = env.row(cid)
+    assert (row["state"], row["exit_code"]) == ("exited", 137)
+
+
 def test_stop_sends_stop_signal_then_sigkill_after_the_grace_period(env: Env) -> None:
     script = 'trap "echo got-term" TERM; while true; do sleep 0.1; done'
     cid = env.create("sh", "-c", script, stop_grace_period=1.0, restart="always")
