@@ -12,7 +12,6 @@ answers root or the state root's owner only.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import json
@@ -20,12 +19,15 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import errors
 from engine.state.root import StateRoot
 from engine.supervise.protocol import LOG_NAME, SOCKET_NAME, SUPERVISOR_LOCK
 from engine.supervise.protocol import error_from as _error_from
+
+if TYPE_CHECKING:
+    from engine.state.locks import FileLock
 
 START_TIMEOUT = 10.0
 REQUEST_TIMEOUT = 120.0
@@ -124,12 +126,32 @@ def unpause(root: StateRoot, cid: str) -> dict[str, Any]:
 
 
 def shutdown(root: StateRoot, timeout: float = 15.0) -> None:
-    """For tests: kill every supervised container and stop supervisor and keeper; waits for the keeper."""
-    with contextlib.suppress(errors.SupervisorError):
-        request(root, "shutdown")
+    """For tests: kill every supervised container and stop supervisor and keeper; waits for the keeper.
+
+    A keeper whose daemon does not listen yet (launched by a CLI that has just exited) is asked again
+    once it does: asked once, it was left running, holding its lock, and the wait below timed out."""
+    deadline = time.monotonic() + timeout
     lock = root.lock("keeper")
-    lock.acquire(timeout=timeout)  # the keeper releases it when it exits
+    while True:
+        try:
+            request(root, "shutdown")
+            break
+        except errors.SupervisorError:
+            if time.monotonic() >= deadline or not _keeper_alive(lock):
+                break
+            time.sleep(0.05)
+    lock.acquire(timeout=max(0.0, deadline - time.monotonic()))  # the keeper releases it when it exits
     lock.release()
+
+
+def _keeper_alive(lock: FileLock) -> bool:
+    """Whether a keeper holds its lock (the probe takes and gives it back when none does)."""
+    try:
+        lock.acquire(timeout=0)
+    except errors.LockTimeout:
+        return True
+    lock.release()
+    return False
 
 
 def _daemon_alive(root: StateRoot) -> bool:

@@ -5,6 +5,7 @@ The helpers (Stack, brought_up, release_root) live in e2e_stacks.py, imported by
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import subprocess
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_stacks import BASE_IMAGE, CLI_TIMEOUT, PYCOMPOSE, ROOT, STACKS, release_root
+from e2e_stacks import BASE_IMAGE, CLI_TIMEOUT, PYCOMPOSE, ROOT, STACKS, cgroup_dirs, release_root
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -42,7 +43,13 @@ def e2e_root() -> Iterator[Path]:
     ROOT.mkdir(parents=True, exist_ok=True)
     with open(ROOT / "e2e-session.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        yield from _bootstrapped(ROOT)
+        ours = not cgroup_dirs()  # the default cgroup parent did not exist: the session made it
+        try:
+            yield from _bootstrapped(ROOT)
+        finally:
+            for path in cgroup_dirs() if ours else ():
+                with contextlib.suppress(OSError):  # not empty: someone else's containers run there
+                    path.rmdir()
 
 
 def _bootstrapped(root: Path) -> Iterator[Path]:

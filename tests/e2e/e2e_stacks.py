@@ -32,7 +32,7 @@ PYCOMPOSE = REPO / ".venv" / "bin" / "pycompose"
 ROOT = Path(os.environ.get("PYCOMPOSE_E2E_ROOT", "/var/cache/pycompose-test/e2e-root"))
 BASE_IMAGE = "debian:bookworm-slim"
 CLI_TIMEOUT = 900  # seconds: a first `up --build` builds three Debian images on a shared 2-core VM
-CGROUP_PARENT = Path("/sys/fs/cgroup/pycompose")
+CGROUP_PARENT = "pycompose"  # the default parent: the stacks run as a user's would
 STACKS: list[Stack] = []  # every stack of the session, for the timings summary
 
 
@@ -153,8 +153,15 @@ def brought_up(stack: Stack) -> Iterator[Stack]:
         ids = _container_ids(stack.directory.name)
         stack.down()
         assert _container_ids(stack.directory.name) == [], "containers left after down -v"
-        leftovers = [str(CGROUP_PARENT / cid) for cid in ids if (CGROUP_PARENT / cid).exists()]
+        leftovers = [str(path) for cid in ids for path in cgroup_dirs(cid)]
         assert leftovers == [], f"cgroups left: {leftovers}"
+
+
+def cgroup_dirs(name: str = "", parent: str = CGROUP_PARENT) -> list[Path]:
+    """The parent's directory (or its child `name`) in every hierarchy: cgroup v2, and each v1 one."""
+    base = Path("/sys/fs/cgroup")
+    candidates = [base / parent, *base.glob(f"*/{parent}")]
+    return [path / name if name else path for path in candidates if (path / name).is_dir()]
 
 
 def _container_ids(project: str) -> list[str]:

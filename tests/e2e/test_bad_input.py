@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from e2e_stacks import BASE_IMAGE, REPO, ROOT, Stack, release_root, sample_copy
+from e2e_stacks import BASE_IMAGE, REPO, ROOT, Stack, cgroup_dirs, release_root, sample_copy
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]
 
@@ -165,10 +165,7 @@ def _root_tmp(stack: Stack) -> set[str]:
 
 def _cgroup_dirs(stack: Stack) -> list[Path]:
     """The private cgroup parent in every hierarchy where it exists."""
-    parent = stack.env["PYCOMPOSE_CGROUP_PARENT"]
-    return [p for p in Path("/sys/fs/cgroup").glob(f"*/{parent}") if p.is_dir()] + [
-        p for p in [Path("/sys/fs/cgroup", parent)] if p.is_dir()
-    ]
+    return cgroup_dirs(parent=stack.env["PYCOMPOSE_CGROUP_PARENT"])
 
 
 def engine_records(stack: Stack) -> dict[str, list[str]]:
