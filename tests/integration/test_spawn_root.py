@@ -104,6 +104,21 @@ def test_pid1_is_the_command_and_only_own_processes(layer, state):
     assert pids[0] == 1 and len(pids) <= 3  # sh, ls (and maybe tr already gone)
 
 
+def test_the_container_gets_only_stdin_stdout_stderr(layer, state):
+    """Every other descriptor of the starting process (the supervisor's pipes and sockets, here an
+    inheritable pipe) is closed at exec: `ls` sees only 0-2 and the one it opened to list them."""
+    leak_r, leak_w = os.pipe()
+    os.set_inheritable(leak_r, True)
+    os.set_inheritable(leak_w, True)
+    try:
+        code, out = run(make_spec(layer, "/bin/ls", "/proc/self/fd"), state)
+    finally:
+        os.close(leak_r)
+        os.close(leak_w)
+    assert code == 0
+    assert sorted(int(fd) for fd in out.split()) == [0, 1, 2, 3]
+
+
 def test_hostname_domainname_and_etc_files(layer, state):
     spec = make_spec(
         layer,
