@@ -42,6 +42,7 @@ from typing import NamedTuple, Protocol
 
 from engine.errors import DiskFullError, EngineError
 from engine.frozen import frozen
+from engine.state.locks import flock_within
 
 PARTIAL_LIMIT = 16 * 1024  # Docker's copier buffer: longer lines are split into pieces of this size
 STREAMS = ("stdout", "stderr")
@@ -366,28 +367,14 @@ def _names_lock(path: str, how: int, *, wait: float | None = None) -> Iterator[N
     except OSError:
         fd = -1  # no directory: nothing to rename or open either
     try:
-        if fd >= 0:
-            _flock(fd, how, wait)
+        if fd >= 0 and wait is None:
+            fcntl.flock(fd, how)
+        elif fd >= 0:
+            flock_within(fd, how, wait)  # not taken in time: go on without it
         yield
     finally:
         if fd >= 0:
             os.close(fd)  # releases the lock
-
-
-def _flock(fd: int, how: int, wait: float | None) -> None:
-    """Take the lock, waiting forever (`wait` None) or at most `wait` seconds, then going on without it."""
-    if wait is None:
-        fcntl.flock(fd, how)
-        return
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            fcntl.flock(fd, how | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                return
-            time.sleep(0.001)
 
 
 def _open_append(path: str, *, truncate: bool = False) -> int:

@@ -97,17 +97,22 @@ def _flock(fd: int, mode: int, timeout: float | None, lock: FileLock) -> None:
     has no timeout, and interrupting it would need signals, which threads cannot own)."""
     if timeout is None:
         fcntl.flock(fd, mode)
-        return
+    elif not flock_within(fd, mode, timeout):
+        raise _timeout_error(fd, lock, timeout)
+
+
+def flock_within(fd: int, mode: int, timeout: float) -> bool:
+    """flock `fd` (any open file or directory) within `timeout` s; False if it is still held then."""
     start = time.monotonic()
     deadline = start + timeout
     while True:
         try:
             fcntl.flock(fd, mode | fcntl.LOCK_NB)
-            return
+            return True
         except BlockingIOError:
             now = time.monotonic()
             if now >= deadline:
-                raise _timeout_error(fd, lock, timeout) from None
+                return False
             pause = _POLL if now - start < _SLOW_AFTER else _SLOW_POLL
             time.sleep(min(pause, deadline - now))
 

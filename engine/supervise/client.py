@@ -19,15 +19,12 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from engine import errors
 from engine.state.root import StateRoot
 from engine.supervise.protocol import LOG_NAME, SOCKET_NAME, SUPERVISOR_LOCK
 from engine.supervise.protocol import error_from as _error_from
-
-if TYPE_CHECKING:
-    from engine.state.locks import FileLock
 
 START_TIMEOUT = 10.0
 REQUEST_TIMEOUT = 120.0
@@ -137,27 +134,22 @@ def shutdown(root: StateRoot, timeout: float = 15.0) -> None:
             request(root, "shutdown")
             break
         except errors.SupervisorError:
-            if time.monotonic() >= deadline or not _keeper_alive(lock):
+            if time.monotonic() >= deadline or not _lock_held(lock.path):
                 break
             time.sleep(0.05)
     lock.acquire(timeout=max(0.0, deadline - time.monotonic()))  # the keeper releases it when it exits
     lock.release()
 
 
-def _keeper_alive(lock: FileLock) -> bool:
-    """Whether a keeper holds its lock (the probe takes and gives it back when none does)."""
-    try:
-        lock.acquire(timeout=0)
-    except errors.LockTimeout:
-        return True
-    lock.release()
-    return False
-
-
 def _daemon_alive(root: StateRoot) -> bool:
     """The daemon holds locks/supervisor.lock while it lives (the kernel drops a flock at death)."""
+    return _lock_held(root.path / "locks" / SUPERVISOR_LOCK)
+
+
+def _lock_held(path: Path) -> bool:
+    """Whether some process holds a flock on `path` (a shared probe, given back at once)."""
     try:
-        fd = os.open(root.path / "locks" / SUPERVISOR_LOCK, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return False
     try:
