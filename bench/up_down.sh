@@ -4,7 +4,7 @@
 # Usage: bash bench/up_down.sh [RUNS]     (root: real containers, in a temp state root)
 # Each service is `sh -c 'trap "exit 0" TERM; sleep 1000 & wait'` on the busybox test image, on the
 # project's default network. Figures are wall time of the whole CLI process (/usr/bin/time: elapsed and
-# max RSS). PROFILE=1 also writes a cProfile of one `up -d` and one `down` (top entries printed).
+# max RSS). CPU=1 adds where the CPU of an `up -d` goes (from /proc); PROFILE=1 also writes a cProfile of one `up -d` and one `down` (top entries printed).
 # Everything (containers, networks, supervisor, temp dir) is removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -79,6 +79,32 @@ for i in $(seq "$runs"); do
     [ "$(running)" = 0 ] || { echo "expected nothing running" >&2; exit 1; }
     echo "| $i | $up | $again | $down | $s50 | $s1 | $s100 | $down2 |"
 done
+
+# CPU=1: where the CPU of one 20-service `up -d` goes, from /proc (3 ups, each followed by a down):
+# the CLI process (user+sys), the supervisor's own threads, the spawn helpers it forked and reaped, the
+# containers (reaped by the keeper, so counted over the up and its down), and the whole host's busy time.
+if [ "${CPU:-0}" = 1 ]; then
+    pid_of() { pgrep -f "engine.supervise.$1 --root $PYCOMPOSE_ROOT" | head -1; }
+    own() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+    reaped() { awk '{print $16 + $17}' "/proc/$1/stat"; }
+    busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+    hz=$(getconf CLK_TCK)
+    echo "| up -d (wall) | host busy | CLI | supervisor | spawn helpers | containers (up+down) |"
+    echo "|---|---|---|---|---|---|"
+    for _ in 1 2 3; do
+        settle
+        d=$(pid_of daemon); k=$(pid_of keeper)
+        d0=$(own "$d"); h0=$(reaped "$d"); c0=$(reaped "$k"); b0=$(busy)
+        (cd "$work/proj" && /usr/bin/time -o "$work/time" -f "%e %U %S" "$py" -m compose.cli.main --progress quiet up -d >/dev/null)
+        b1=$(busy); d1=$(own "$d"); h1=$(reaped "$d")
+        cli down >/dev/null 2>&1
+        c1=$(reaped "$k")
+        read -r wall user sys <"$work/time"
+        awk -v w="$wall" -v u="$user" -v s="$sys" -v hz="$hz" -v b="$((b1 - b0))" -v d="$((d1 - d0))" \
+            -v h="$((h1 - h0))" -v c="$((c1 - c0))" \
+            'BEGIN {printf "| %.2f s | %.2f s | %.2f s | %.2f s | %.2f s | %.2f s |\n", w, b/hz, u+s, d/hz, h/hz, c/hz}'
+    done
+fi
 
 if [ "${PROFILE:-0}" = 1 ]; then
     for what in "up -d" "down"; do
