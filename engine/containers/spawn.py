@@ -64,15 +64,20 @@ def start(
     volumes: Mapping[str, rootfs.VolumeSource] | None = None,
     cgroup: CgroupLike | None = None,
     network: NetworkSetup | None = None,
+    sibling: bool = False,
 ) -> int:
     """Create and start the container's PID 1; returns its host pid (wait for it with `wait`).
 
     With `process.tty` the caller's stdin (if a terminal) becomes the controlling terminal and
     /dev/console; `start_with_tty` instead gives the container a pty of its own. `network` (bridge and
     `container:` modes) is the prepared network namespace the container joins instead of a new one.
+    `sibling`: the container is our parent's child, not ours (CLONE_PARENT): the supervisor's spawn
+    workers hand it to the keeper that way; the parent, not we, then reaps it, a failed one too.
     """
     console = _console_of(stdio) if spec.process.tty else None
-    return _start(spec, root, stdio, volumes, cgroup, network, console=console, pty_sock=None)
+    return _start(
+        spec, root, stdio, volumes, cgroup, network, console=console, pty_sock=None, sibling=sibling
+    )
 
 
 def start_with_tty(
@@ -82,6 +87,7 @@ def start_with_tty(
     volumes: Mapping[str, rootfs.VolumeSource] | None = None,
     cgroup: CgroupLike | None = None,
     network: NetworkSetup | None = None,
+    sibling: bool = False,
 ) -> tuple[int, int]:
     """Start the container on a new pty; returns (host pid, master fd), the master is the caller's.
 
@@ -91,7 +97,17 @@ def start_with_tty(
     """
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        pid = _start(spec, root, (0, 1, 2), volumes, cgroup, network, console=None, pty_sock=theirs.fileno())
+        pid = _start(
+            spec,
+            root,
+            (0, 1, 2),
+            volumes,
+            cgroup,
+            network,
+            console=None,
+            pty_sock=theirs.fileno(),
+            sibling=sibling,
+        )
         theirs.close()
         _, fds, _, _ = socket.recv_fds(ours, 1, 1)
     finally:
@@ -112,6 +128,7 @@ def _start(
     *,
     console: str | None,
     pty_sock: int | None,
+    sibling: bool,
 ) -> int:
     """start() and start_with_tty(): the steps of the module docstring, in the forked child."""
     args = _init_args(spec)
@@ -119,6 +136,8 @@ def _start(
     flags = sc.CLONE_NEWPID | sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC
     if spec.network_mode != "host" and network is None:
         flags |= sc.CLONE_NEWNET  # none, or bridge without networks: only a loopback
+    if sibling:
+        flags |= sc.CLONE_PARENT
     plan = _plan(spec.security, spec.network_mode == "host")
     netns = os.open(network.netns_path, os.O_RDONLY | os.O_CLOEXEC) if network is not None else -1
 
@@ -135,7 +154,7 @@ def _start(
         _become(args, p.env, p.user, p.group_add, p.working_dir, plan, p.tty or pty_sock is not None, fds)
 
     try:
-        return _launch(child, spec.name, cgroup, flags=flags, pid_ns_fd=None)
+        return _launch(child, spec.name, cgroup, flags=flags, pid_ns_fd=None, reap_failed=not sibling)
     finally:
         if netns >= 0:
             os.close(netns)
@@ -221,10 +240,19 @@ def _plan(options: Security, host_network: bool) -> security.SecurityPlan:
 # -- the clone --------------------------------------------------------------------------------------
 
 
-def _launch(child, subject: str, cgroup: CgroupLike | None, *, flags: int, pid_ns_fd: int | None) -> int:  # type: ignore[no-untyped-def]
+def _launch(  # type: ignore[no-untyped-def]
+    child,
+    subject: str,
+    cgroup: CgroupLike | None,
+    *,
+    flags: int,
+    pid_ns_fd: int | None,
+    reap_failed: bool = True,
+) -> int:
     """Clone (vfork semantics, `clone.clone_vfork`) a child that runs `child`; report its failure.
 
     When the clone returns, the child has exec'd or died: its error, if any, is already in the pipe.
+    A failed child is reaped here unless it is not ours (`reap_failed=False`: CLONE_PARENT).
     """
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     try:
@@ -240,7 +268,8 @@ def _launch(child, subject: str, cgroup: CgroupLike | None, *, flags: int, pid_n
                 with contextlib.suppress(OSError):
                     os.close(fd)
     if failure:
-        wait(pid)
+        if reap_failed:
+            wait(pid)
         raise _error_from(failure, subject)
     return pid
 

@@ -37,6 +37,7 @@ MNT_FORCE = 1
 MNT_DETACH = 2
 
 # clone(2) / unshare(2) / setns(2) namespace flags (linux/sched.h)
+CLONE_PARENT = 0x00008000  # the child's parent is the caller's parent (spawn.start(sibling=True))
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
 CLONE_NEWUTS = 0x04000000

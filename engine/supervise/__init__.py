@@ -8,8 +8,10 @@ Modules (one job each); the design, with measurements, is DESIGN.md next to this
 - `keeper`   the process: child subreaper, parent of the daemon and of every container PID 1; reaps,
              records exits, holds a copy of every stdout/stderr read end, restarts the daemon
              (`python -m engine.supervise.keeper`; ctypes prctl lives here).
-- `daemon`   the asyncio supervisor process: start (forked spawn helper), stop, status, log capture,
-             health probes, restart policies, re-adoption from the keeper; serves run/supervisor.sock.
+- `daemon`   the asyncio supervisor process: start, stop, status, log capture, health probes,
+             restart policies, re-adoption from the keeper; serves run/supervisor.sock.
+- `spawner`  the daemon's spawn workers: processes the keeper adopted that start containers as its
+             children, so no start forks the daemon.
 - `client`   the CLI side: `ensure_supervisor(root)`, `request(root, op, **args)`, `shutdown(root)`.
 """
 

@@ -1,9 +1,10 @@
 """The supervisor daemon: one asyncio process per state root that starts, watches and stops containers.
 
 Its parent is the keeper (keeper.py), which reaps container PID 1s and restarts this process if it dies.
-This process: starts containers through a forked helper (so the container is re-parented to the keeper
-when the helper exits; the helper also makes the cgroup, network namespace and veths, and the loop awaits
-its reply, so starts overlap), reads their stdout/stderr pipes into json-file logs, runs health probes
+This process: starts containers through its spawn workers (spawner.py: long-lived grandchildren that
+the keeper adopted, which make the cgroup, network namespace and veths and clone the container as the
+keeper's child; the loop awaits their reply, so starts overlap), reads their stdout/stderr pipes into
+json-file logs, runs health probes
 (spawn.exec_in, forked from the loop thread), applies restart policies when the
 keeper reports an exit, and answers the control socket `run/supervisor.sock` (one JSON object per line:
 ops ping, start, stop, kill, restart, pause, unpause, status, shutdown; root or the state root's owner
@@ -12,7 +13,8 @@ active state (keeper and daemon both died): a living process is watched through 
 reopened through /proc; a vanished one is recorded as exited (255, or 137 + OOMKilled) and its restart
 policy applies. It is the only writer of container rows besides the keeper's exit record.
 
-Fork-safety: every fork happens on the loop thread while no other thread of this process runs. The
+Fork-safety: every fork (a spawn worker, a probe) happens on the loop thread while no other thread of
+this process runs. The
 threads are links._off_loop's netlink workers (joined before the loop resumes) and one veth deleter
 after stops (a fork awaits its join, and none starts while a fork waits): see "fork-safety" below.
 """
@@ -23,7 +25,6 @@ import asyncio
 import contextlib
 import errno
 import fcntl
-import gc
 import json
 import os
 import signal
@@ -41,7 +42,7 @@ from typing import Any
 from engine import errors
 from engine.containers import logs, records, spawn
 from engine.containers.cgroups import DEFAULT_PARENT, Cgroup
-from engine.containers.manager import volume_sources  # imported here, not in each forked helper (27 ms)
+from engine.containers.manager import volume_sources
 from engine.containers.spec import ContainerSpec, NetworkSetup
 from engine.errors import ContainerConflict, ContainerNotFound, EngineError
 from engine.state.db import Database
@@ -49,7 +50,7 @@ from engine.state.locks import FileLock
 from engine.state.root import StateRoot
 from engine.supervise import health, keeper, restart
 from engine.supervise.protocol import SOCKET_NAME, SUPERVISOR_LOCK
-from engine.supervise.protocol import error_from as _error_from
+from engine.supervise.spawner import Job, Spawners
 from engine.volumes import VolumeStore
 
 PIPE_SIZE = 1 << 20  # DESIGN.md: room for a supervisor restart gap
@@ -150,6 +151,9 @@ class Daemon:
         self._deleting: dict[str, str] = {}
         self._deleter: asyncio.Future[None] | None = None  # resolves once the thread has been joined
         self._fork_waiters = 0  # forks waiting for the thread to end: no new thread starts meanwhile
+        self.spawners = Spawners(
+            self.state_root, fork_ready=self._fork_ready, forked=self._kick_deleter, reap=self._reap
+        )
 
     # -- keeper link -----------------------------------------------------------------------------
 
@@ -218,6 +222,7 @@ class Daemon:
         re-adopts through /proc, and try again meanwhile."""
         self.handing_over = True
         running = self._quiesce()
+        self.spawners.close()  # they are the dead keeper's children: a successor's start makes new ones
         if self.responder is not None:  # the successor listens on the same gateways
             await self.responder.close()
             self.responder = None
@@ -433,10 +438,10 @@ class Daemon:
         return {"id": w.id, "pid": w.pid}
 
     async def spawn(self, w: Watched, *, user_start: bool = False) -> None:
-        """cgroup, networks, shared volume mounts, pipes, forked helper running spawn.start, hand the
-        pipes to the keeper, record. What was joined or mounted is given back if the start fails. A user
-        start also clears `stopped by user` and the restart count, in the same commit as the start (no
-        exit can be handled before it: on_exit runs as a task after this)."""
+        """Networks, shared volume mounts, pipes, then a spawn worker makes the cgroup, namespace and veths
+        and starts the container; hand the pipes to the keeper, record. What was joined or mounted is given
+        back if the start fails. A user start also clears `stopped by user` and the restart count, in the
+        same commit as the start (no exit can be handled before it: on_exit runs as a task after this)."""
         await self._veths_settled(w.id)
         kernel_steps: list[Any] = []
         network = await self._join_networks(w.spec, kernel_steps)
@@ -444,8 +449,8 @@ class Daemon:
             self._acquire_mounts(w.spec)
             reads, writes = ([], []) if w.spec.process.tty else _output_pipes()  # a tty: the pty master
             try:
-                outs = (writes[0], writes[1]) if writes else None
-                pid, master = await self._helper(w.spec, outs, network, kernel_steps)
+                job = Job(w.spec, self.cgroup_parent, network, tuple(kernel_steps), self._volumes(w.spec))
+                pid, master = await self.spawners.start(job, writes)
             except BaseException:
                 _close(reads)
                 raise
@@ -475,13 +480,11 @@ class Daemon:
             sock, {"op": "hold", "id": w.id, "pid": w.pid, "streams": list(w.fds)}, list(w.fds.values())
         )
 
-    def _cgroup(self, spec: ContainerSpec) -> Cgroup:
-        try:
-            group = Cgroup.open(spec.id, parent=self.cgroup_parent)
-        except EngineError:
-            group = Cgroup.create(spec.id, parent=self.cgroup_parent)
-        group.apply(spec.resources, privileged=spec.security.privileged)
-        return group
+    def _volumes(self, spec: ContainerSpec) -> dict[str, Any] | None:
+        """What spawn mounts for the spec's named volumes (read here: a spawn worker has no database)."""
+        if not any(m.type == "volume" and m.source for m in spec.mounts):
+            return None
+        return volume_sources(VolumeStore(self.state_root), spec)
 
     # -- networks and shared volume mounts ----------------------------------------------------------
 
@@ -498,7 +501,7 @@ class Daemon:
     async def _join_networks(self, spec: ContainerSpec, kernel_steps: list[Any]) -> NetworkSetup | None:
         """Endpoint rows, published ports and rules (engine/net), and our DNS listening on the networks'
         gateways BEFORE the container runs: nginx resolves `php` the moment it starts. The namespace and
-        veths are left in `kernel_steps` for the spawn helper (netlink work off the event loop)."""
+        veths are left in `kernel_steps` for the spawn worker (netlink work off the event loop)."""
         if spec.network_mode in ("none", "host") or (spec.network_mode == "bridge" and not spec.networks):
             return None
         setup = self.networks.prepare(spec, kernel_steps=kernel_steps)
@@ -562,68 +565,9 @@ class Daemon:
         if self.responder is not None:
             self.loop.create_task(self._sync_dns())
 
-    async def _helper(
-        self,
-        spec: ContainerSpec,
-        outs: tuple[int, int] | None,
-        network: NetworkSetup | None,
-        kernel_steps: list[Any],
-    ) -> tuple[int, int | None]:
-        """Fork; the child (single-threaded, no running loop: netlink runs in it directly) makes the
-        cgroup, the network namespace and veths, starts the container and exits, so the keeper adopts it.
-        Returns the pid and, for `outs=None` (tty), the pty master the helper got from spawn. The reply
-        is awaited in the loop: other starts and stops proceed while the helper does the kernel work
-        (cgroup mkdir in every v1 hierarchy, netlink, clone: 10-30 ms)."""
-        spawn.remember_plan(spec)  # the seccomp filter compiled once here, not in every helper
-        await self._fork_ready()
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-        helper = os.fork()  # no await since _fork_ready: no thread of ours runs
-        if helper == 0:
-            gc.disable()  # a collection walks (and so copies, page by page) every object shared with us
-            status = 0
-            try:
-                _child_defaults()  # our SIG_IGNs survive exec; our oom_score_adj is -500
-                group = self._cgroup(spec)
-                for step in kernel_steps:
-                    step()
-                volumes = volume_sources(VolumeStore(self.state_root), spec)
-                if outs is None:
-                    pid, master = spawn.start_with_tty(
-                        spec, self.state_root, volumes=volumes, cgroup=group, network=network
-                    )
-                    keeper.send(theirs, {"pid": pid}, [master])
-                else:
-                    pid = spawn.start(
-                        spec,
-                        self.state_root,
-                        stdio=(null, *outs),
-                        volumes=volumes,
-                        cgroup=group,
-                        network=network,
-                    )
-                    keeper.send(theirs, {"pid": pid})
-            except BaseException as exc:
-                with contextlib.suppress(OSError):
-                    keeper.send(theirs, _error_body(exc))
-                status = 1
-            os._exit(status)
-        self._kick_deleter()
-        theirs.close()
-        os.close(null)
-        try:
-            reply, fds = await self._packet(ours)
-        finally:
-            ours.close()
-            self._reap(helper)
-        reply = reply or {"type": "ContainerStartError", "error": "spawn helper died"}
-        if "pid" not in reply:
-            _close(fds)
-            raise _error_from(reply)
-        return int(reply["pid"]), (fds[0] if fds else None)  # type: ignore[call-overload]
-
     def _reap(self, pid: int) -> None:
-        """Reap a helper without blocking the loop: at once if it has exited, else when its pidfd fires."""
+        """Reap a child (a spawn worker's middle process) without blocking the loop: at once if it has
+        exited, else when its pidfd fires."""
         try:
             if os.waitpid(pid, os.WNOHANG)[0]:
                 return
@@ -641,7 +585,7 @@ class Daemon:
 
     # -- fork-safety and background veth deletion ----------------------------------------------------
     #
-    # This process forks (spawn helpers, health probes) from the loop thread and must then have no other
+    # This process forks (spawn workers, health probes) from the loop thread and must then have no other
     # thread: a forked copy of a lock another thread held would deadlock the child. The only threads are
     # netlink workers: links._off_loop's, joined before the loop resumes (never alive at a fork), and
     # the one veth deleter below. A fork waits until the deleter has been joined (`_fork_ready`), and no
@@ -885,7 +829,7 @@ class Daemon:
         records.set_stopped_by_user(self.db, row["id"], True)
         w = self.watched.get(row["id"])
         if w is not None and w.respawning is not None:
-            # A restart is starting it again (the helper is at work and cannot be called back): let it
+            # A restart is starting it again (a spawn worker is at work and cannot be called back): let it
             # finish, then stop what it started. Cancelling here left that container running, unwatched.
             await asyncio.shield(w.respawning)
             w = self.watched.get(row["id"])
@@ -1203,6 +1147,7 @@ class Daemon:
             self._cancel(w)
             self._detach(w)
             self._settle(w)
+        self.spawners.close()
         await self._veths_deleted()
         if self.responder is not None:
             await self.responder.close()
@@ -1257,20 +1202,6 @@ def _close(fds: list[int]) -> None:
             os.close(fd)
 
 
-def _child_defaults() -> None:
-    """What a container must not inherit from us: our SIG_IGNs and our oom_score_adj (raising it back to
-    0 needs no privilege; spawn then applies the spec's own value, if any)."""
-    import _signal  # signal's C core: no enum conversion per call (62 of them cost ~1 ms in a helper)
-
-    for signum in signal.valid_signals():
-        if signum in (signal.SIGKILL, signal.SIGSTOP) or _signal.getsignal(signum) == _signal.SIG_DFL:
-            continue  # already the default (None, a handler set outside Python, is reset too)
-        with contextlib.suppress(OSError, ValueError):
-            _signal.signal(signum, _signal.SIG_DFL)
-    with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as handle:
-        handle.write("0")
-
-
 def _output_pipes() -> tuple[list[int], list[int]]:
     """stdout and stderr pipes: (read ends, write ends for the container). The container's end is opened
     read-write through /proc, so the container itself counts as a reader: it never gets SIGPIPE, even
@@ -1300,12 +1231,6 @@ def _quiet(check: Any) -> bool:
         return bool(check())
     except (OSError, EngineError):
         return False
-
-
-def _error_body(exc: BaseException) -> dict[str, Any]:
-    if isinstance(exc, EngineError):
-        return {"type": type(exc).__name__, "error": exc.message, "subject": exc.subject}
-    return {"type": "ContainerStartError", "error": f"{type(exc).__name__}: {exc}"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,10 +1,11 @@
 """The keeper: the long-lived, nearly idle parent of the supervisor daemon and of every container PID 1.
 
 Why it exists (DESIGN.md): a container's exit status can only be read by its parent, and a pipe whose
-readers all died SIGPIPEs its writer. The keeper is a child subreaper (PR_SET_CHILD_SUBREAPER), so a
-container whose spawn helper exits is re-parented to it; it holds a copy of every container's
-stdout/stderr read ends (sent by the daemon with SCM_RIGHTS), reaps, records exits in the database and
-tells the daemon, and restarts the daemon when it dies. It has no asyncio and no timers of its own.
+readers all died SIGPIPEs its writer. The keeper is a child subreaper (PR_SET_CHILD_SUBREAPER), so it
+adopts the daemon's spawn workers, which clone every container PID 1 as its child (CLONE_PARENT); it
+holds a copy of every container's stdout/stderr read ends (sent by the daemon with SCM_RIGHTS), reaps,
+records exits in the database and tells the daemon, and restarts the daemon when it dies. It has no
+asyncio and no timers of its own.
 
 Protocol with the daemon: one SOCK_SEQPACKET socketpair, one JSON object per packet, fds alongside.
 daemon -> keeper  {"op": "hold", "id", "pid", "streams"} + fds  | {"op": "forget", "id"} | hello | quit
@@ -265,7 +266,7 @@ class Keeper:
             code, finished = exit_code_of(status), now_rfc3339()
             entry = next((h for h in self.held.values() if h.pid == pid and h.exit is None), None)
             if entry is None:
-                self.early[pid] = (code, finished)  # a spawn helper or a container not yet announced
+                self.early[pid] = (code, finished)  # a spawn worker or a container not yet announced
                 if len(self.early) > 4096:
                     self.early.pop(next(iter(self.early)))
             else:

@@ -14,6 +14,13 @@ SUPERVISOR_LOCK = "supervisor.lock"  # under <root>/locks: held by the serving d
 LOG_NAME = "supervisor.log"  # under <root>/run: the keeper's and daemon's own output
 
 
+def error_body(exc: BaseException) -> dict[str, Any]:
+    """An exception as an error reply (`error_from` turns it back); any non-engine error is a start error."""
+    if isinstance(exc, EngineError):
+        return {"type": type(exc).__name__, "error": exc.message, "subject": exc.subject}
+    return {"type": "ContainerStartError", "error": f"{type(exc).__name__}: {exc}"}
+
+
 def error_from(body: dict[str, Any]) -> EngineError:
     """An error reply as the engine error class it names (unknown names: SupervisorError)."""
     cls = getattr(errors, str(body.get("type")), errors.SupervisorError)

@@ -279,6 +279,48 @@ def test_start_errors_are_engine_errors_and_leave_nothing(layer, state):
         os.waitpid(-1, os.WNOHANG)
 
 
+def _start_as_sibling(spec: ContainerSpec, state: StateRoot) -> tuple[int, str]:
+    """Fork a starter that calls spawn.start(sibling=True) and exits; returns (the container's pid or -1,
+    what the starter said). The container, if any, is our child: CLONE_PARENT."""
+    r, w = os.pipe()
+    starter = os.fork()
+    if starter == 0:
+        os.close(r)
+        try:
+            out = str(spawn.start(spec, state, stdio=(0, 1, 2), sibling=True))
+        except BaseException as exc:
+            out = f"error {type(exc).__name__}: {exc}"
+        os.write(w, out.encode())
+        os._exit(0)
+    os.close(w)
+    text = read_all(r)
+    assert os.waitpid(starter, 0)[1] == 0
+    return (int(text) if text.isdigit() else -1), text
+
+
+def test_a_sibling_start_makes_the_container_our_parents_child(layer, state):
+    """How the supervisor's spawn workers hand containers to the keeper: the starter's parent (here, this
+    test) reaps the container; a failed start leaves its reaping to the parent too."""
+    spec = make_spec(layer, "/bin/sh", "-c", "exit 5")
+    try:
+        pid, text = _start_as_sibling(spec, state)
+        assert pid > 0, text
+        _, status = os.waitpid(pid, 0)  # ours to reap (ChildProcessError if it were the starter's)
+        assert os.waitstatus_to_exitcode(status) == 5
+    finally:
+        spawn.cleanup(state, spec.id)
+    spec = make_spec(layer, "/no/such/binary")
+    try:
+        pid, text = _start_as_sibling(spec, state)
+        assert pid == -1 and "exec /no/such/binary" in text
+        _, status = os.waitpid(-1, 0)  # the failed child was ours to reap, not the starter's
+        assert os.waitstatus_to_exitcode(status) == spawn.CHILD_FAILED
+    finally:
+        spawn.cleanup(state, spec.id)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+
+
 def test_cleanup_leaves_no_mount_or_dir(layer, state):
     spec = make_spec(layer, "/bin/true")
     code, _ = run(spec, state)

@@ -7,6 +7,7 @@ argv (keeper, daemon) or as a recorded container pid, removes the cgroups and co
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -28,7 +29,7 @@ from engine.containers.cgroups import Cgroup, remove_parent
 from engine.containers.spec import ContainerSpec, Process
 from engine.errors import EngineError
 from engine.state.root import StateRoot
-from engine.supervise import client
+from engine.supervise import client, spawner
 
 pytestmark = pytest.mark.root
 
@@ -439,3 +440,112 @@ def test_keeper_sigkilled_alone_the_daemon_still_records_the_exit(env: Env) -> N
     wait_for(lambda: env.row(cid)["state"] == "exited", what="exit seen through the pidfd")
     assert env.row(cid)["exit_code"] == 255  # reaped by init: the status is lost
     assert env.log(cid) == [("stdout", "late\n")]
+
+
+# -- spawn workers (engine/supervise/spawner.py) -------------------------------------------------------
+# Starts fork no per-start helper: at most MAX_WORKERS workers, each the keeper's child, start the
+# containers as the keeper's children. A worker keeps nothing of the daemon's open, dies with its
+# daemon, and a killed worker costs only what it was doing: the next start makes a new one.
+
+
+def _ppid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(") ", 1)[1].split()[1])
+
+
+def _comm(pid: int) -> str:
+    return Path(f"/proc/{pid}/comm").read_text().strip()
+
+
+def _argv_has(pid: int, word: bytes) -> bool:
+    return word in Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def _keeper(env: Env) -> int:
+    return next(pid for pid in _our_processes(env.root.path) if _argv_has(pid, b"engine.supervise.keeper"))
+
+
+def _workers(env: Env) -> list[int]:
+    return [pid for pid in _our_processes(env.root.path) if _alive(pid) and _comm(pid) == "pyc-spawner"]
+
+
+def _fd_targets(pid: int) -> dict[int, str]:
+    out = {}
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            out[int(name)] = os.readlink(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            continue
+    return out
+
+
+def test_parallel_starts_give_the_keeper_children_through_at_most_two_workers(env: Env) -> None:
+    ids = [env.create("sleep", "60") for _ in range(6)]
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        pids = list(pool.map(lambda cid: start(env, cid), ids))
+    keeper = _keeper(env)
+    assert all(_ppid(pid) == keeper for pid in pids)  # from their first instruction: CLONE_PARENT
+    workers = _workers(env)
+    assert 1 <= len(workers) <= spawner.MAX_WORKERS
+    assert all(_ppid(pid) == keeper for pid in workers)
+    for worker in workers:  # nothing of the daemon's: no lock, database, log pipe or listening socket
+        kept = [target for fd, target in _fd_targets(worker).items() if fd > 2]
+        assert sorted("socket" if t.startswith("socket:") else t for t in kept) == ["/dev/null", "socket"], (
+            kept
+        )
+    assert all(env.row(cid)["state"] == "running" for cid in ids)
+
+
+def test_a_killed_worker_is_replaced_at_the_next_start(env: Env) -> None:
+    first = start(env, env.create("sleep", "60"))
+    old = _workers(env)
+    assert old
+    for pid in old:
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not any(_alive(pid) for pid in old), what="the workers to die")
+    cid = env.create("sh", "-c", "echo again; sleep 60")
+    pid = start(env, cid)
+    assert _alive(first) and _alive(pid) and env.row(cid)["state"] == "running"
+    new = _workers(env)
+    assert new and not set(new) & set(old)
+    wait_for(lambda: ("stdout", "again\n") in env.log(cid), what="the new container's output")
+
+
+def test_a_start_whose_worker_dies_fails_cleanly_and_the_next_one_works(env: Env) -> None:
+    """A worker killed in the middle of a start (here: while the container's PID 1 cannot be made
+    because the worker is stopped, then killed) fails that start only."""
+    start(env, env.create("sleep", "60"))
+    for pid in _workers(env):
+        os.kill(pid, signal.SIGSTOP)
+    stuck = env.create("sleep", "60")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(start, env, stuck)
+        wait_for(lambda: any(map(_queued, _workers(env))), what="the job to reach a worker")
+        for pid in _workers(env):
+            os.kill(pid, signal.SIGKILL)
+        with pytest.raises(EngineError, match="spawn worker"):
+            pending.result(timeout=20)
+    assert env.row(stuck)["state"] == "created"  # nothing recorded as running
+    cid = env.create("sleep", "60")
+    assert _alive(start(env, cid))
+
+
+def _queued(worker: int) -> bool:
+    """A packet waits in the worker's socket (`ss`: Recv-Q of its unix sockets)."""
+    out = subprocess.run(["ss", "-xanp"], capture_output=True, text=True, check=True).stdout
+    return any(f"pid={worker}," in line and int(line.split()[2]) > 0 for line in out.splitlines()[1:])
+
+
+def test_workers_exit_with_their_daemon(env: Env) -> None:
+    start(env, env.create("sleep", "60"))
+    workers = _workers(env)
+    daemon = next(
+        pid
+        for pid in _our_processes(env.root.path)
+        if b"engine.supervise.daemon" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        and _comm(pid) != "pyc-spawner"
+    )
+    os.kill(daemon, signal.SIGKILL)
+    wait_for(lambda: not any(_alive(pid) for pid in workers), what="the workers to see the end of stream")
+    client.ensure_supervisor(env.root, cgroup_parent=env.parent)  # the keeper's new daemon
+    assert _alive(start(env, env.create("sleep", "60")))
