@@ -9,6 +9,8 @@ outside, `collect_orphans()` the second.
 
 from __future__ import annotations
 
+import array
+import fcntl
 import os
 import re
 import shutil
@@ -27,6 +29,9 @@ ROOT_ENV = "PYCOMPOSE_ROOT"
 DB_NAME = "pycompose.db"
 REPAIR_LOCK = "repair"
 PUBLISH_LOCK = "publish"
+FS_IOC_GETFLAGS = 0x80086601  # linux/fs.h, as _IOR('f', 1, long) on 64-bit (the kernel reads an int)
+FS_IOC_SETFLAGS = 0x40086602
+FS_TOPDIR_FL = 0x00020000
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _SESSION = re.compile(r"[0-9]+-[0-9a-f]{8}")
@@ -300,12 +305,41 @@ def _make_layout(root: Path) -> None:
             root.chmod(0o700)
         for sub in ("blobs/sha256", "layers", "tmp", "locks"):
             (root / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+        containers = root / "containers"
+        containers.mkdir(mode=0o755, exist_ok=True)
+        spread_subdirectories(containers)
     except FileExistsError:
         raise StateError("state root is not a directory", subject=str(root)) from None
     except NotADirectoryError:
         raise StateError("state root is not a directory", subject=str(root)) from None
     except OSError as exc:
         raise StateError(f"cannot create the state root: {exc.strerror}", subject=str(root)) from exc
+
+
+def spread_subdirectories(directory: Path) -> bool:
+    """Mark `directory` as a top of hierarchy (ext2/3/4 FS_TOPDIR_FL, `chattr +T`), so each directory
+    made in it goes to a block group of its own (Orlov), with the files made inside it; returns whether
+    the mark is there (other filesystems have no such flag: False, nothing done).
+
+    Why: on an ext4 without a journal (this project's test host), allocating an inode skips, one buffer
+    lookup each, every inode of the group freed in the last minutes (`recently_deleted`); with every
+    container's ~15 inodes made and freed in one group, a 20-service `up -d` after some churn spent a
+    fifth of its CPU there. Spread over groups, each scan stays short."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        flags = array.array("i", [0])
+        fcntl.ioctl(fd, FS_IOC_GETFLAGS, flags, True)
+        if not flags[0] & FS_TOPDIR_FL:
+            flags[0] |= FS_TOPDIR_FL
+            fcntl.ioctl(fd, FS_IOC_SETFLAGS, flags, True)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _hex_of(digest: str) -> str:

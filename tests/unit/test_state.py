@@ -7,6 +7,7 @@ import os
 import select
 import sqlite3
 import stat
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from engine.errors import InvalidReference, LockTimeout, StateError
 from engine.state import SCHEMA_VERSION, Database, FileLock, StateRoot, resolve_root
 from engine.state.db import MIGRATIONS
-from engine.state.root import DEFAULT_ROOT
+from engine.state.root import DEFAULT_ROOT, spread_subdirectories
 
 FORK = multiprocessing.get_context("fork")
 SPAWN = multiprocessing.get_context("spawn")
@@ -109,6 +110,32 @@ def test_open_creates_private_layout_and_current_schema(root):
     } <= tables
     assert root.db.scalar("PRAGMA journal_mode") == "wal"
     assert root.db.scalar("PRAGMA foreign_keys") == 1
+
+
+def test_containers_dir_spreads_its_subdirectories_where_the_filesystem_can(tmp_path):
+    """ext2/3/4: `chattr +T` on containers/ (each container's directory in a block group of its own);
+    elsewhere nothing is set and opening still works."""
+    root = StateRoot.open(tmp_path / "root")
+    try:
+        containers = root.path / "containers"
+        assert containers.is_dir()
+        ext = subprocess.run(["stat", "-f", "-c", "%T", str(tmp_path)], capture_output=True, text=True).stdout
+        attributes = subprocess.run(["lsattr", "-d", str(containers)], capture_output=True, text=True)
+        if ext.startswith("ext"):
+            assert spread_subdirectories(containers) is True
+            assert "T" in attributes.stdout.split()[0]
+        else:
+            assert spread_subdirectories(containers) is False
+    finally:
+        root.close()
+    shm = Path("/dev/shm")
+    if shm.is_dir():  # tmpfs: no such flag, no error
+        probe = shm / f"pyc-test-topdir-{os.getpid()}"
+        probe.mkdir()
+        try:
+            assert spread_subdirectories(probe) is False
+        finally:
+            probe.rmdir()
 
 
 def test_open_tightens_a_world_readable_root_and_reopens_cleanly(tmp_path):
