@@ -34,6 +34,7 @@ import array
 import asyncio
 import collections
 import contextlib
+import errno
 import gc
 import json
 import os
@@ -53,11 +54,12 @@ from engine.frozen import frozen
 from engine.state.root import StateRoot
 from engine.supervise.protocol import error_body, error_from
 
-MAX_WORKERS = 2  # one per core of a small host; a start is mostly kernel work
-MAX_QUEUE = 8  # unanswered jobs per worker: a few KB each, far below the socket's buffer
+MAX_WORKERS = 4  # more than this host's 2 cores: a start also sleeps in the kernel (RCU grace periods)
+MAX_QUEUE = 8  # unanswered jobs per worker: 8 jobs of a few KB never fill the send buffer (never block)
 IDLE_TIMEOUT = 5.0  # s without a job before a worker is let go
 MAX_JOBS = 500  # jobs per worker: bounds what vfork children leave in its memory
-MAX_PACKET = 1 << 20
+MAX_PACKET = 4 << 20  # a job: a few KB, more with a large environment or many labels
+SO_SNDBUFFORCE = 32  # root may raise the send buffer past net.core.wmem_max
 FD_SIZE = array.array("i").itemsize
 PR_SET_NAME = 15
 Reply = tuple[dict[str, Any], list[int]]  # a worker's answer: its JSON body and the fds it sent
@@ -134,6 +136,11 @@ class Spawners:
         try:
             socket.send_fds(worker.sock, [data], list(fds)) if fds else worker.sock.send(data)
         except OSError as exc:
+            if exc.errno == errno.EMSGSIZE:
+                raise ContainerStartError(
+                    f"the container's configuration is too large to start ({len(data)} bytes)",
+                    subject=job.spec.name,
+                ) from exc
             self._lost(worker)
             raise ContainerStartError(f"the spawn worker is gone: {exc}") from exc
         worker.pending.append(reply)
@@ -191,6 +198,8 @@ class Spawners:
         containers will."""
         await self._fork_ready()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with contextlib.suppress(OSError):  # a packet must fit the send buffer whole (else EMSGSIZE)
+            ours.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, MAX_PACKET // 2)  # the kernel doubles it
         try:
             middle = os.fork()  # no await since _fork_ready: no thread of the daemon runs
         except OSError as exc:
@@ -341,11 +350,14 @@ def child_defaults() -> None:
 
 def _receive(sock: socket.socket, maxfds: int, flags: int = 0) -> tuple[bytes, list[int]]:
     """One packet and the fds it carried (socket.recv_fds of Python 3.11 drops its `flags`)."""
-    data, ancillary, _, _ = sock.recvmsg(MAX_PACKET, socket.CMSG_LEN(maxfds * FD_SIZE), flags)
+    data, ancillary, got, _ = sock.recvmsg(MAX_PACKET, socket.CMSG_LEN(maxfds * FD_SIZE), flags)
     fds = array.array("i")
     for level, kind, payload in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(payload[: len(payload) - len(payload) % FD_SIZE])
+    if got & socket.MSG_TRUNC:  # cannot happen: the send buffer is at most MAX_PACKET
+        _close(list(fds))
+        raise OSError(errno.EMSGSIZE, "a spawn worker packet was truncated")
     return data, list(fds)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -549,3 +550,14 @@ def test_workers_exit_with_their_daemon(env: Env) -> None:
     wait_for(lambda: not any(_alive(pid) for pid in workers), what="the workers to see the end of stream")
     client.ensure_supervisor(env.root, cgroup_parent=env.parent)  # the keeper's new daemon
     assert _alive(start(env, env.create("sleep", "60")))
+
+
+def test_a_large_environment_reaches_the_container_through_a_worker(env: Env) -> None:
+    """The job travels as one packet: 300 KB of environment is above the default socket buffer."""
+    big = tuple((f"BIG{i}", str(i) * 10_000) for i in range(30))
+    cid = env.create("sh", "-c", 'echo "${#BIG7} ${BIG29%${BIG29#??}}"; sleep 60')
+    spec = ContainerSpec.from_json(env.row(cid)["spec"])
+    spec = dataclasses.replace(spec, process=dataclasses.replace(spec.process, env=big))
+    env.root.db.execute("UPDATE containers SET spec = ? WHERE id = ?", (spec.to_json(), cid))
+    start(env, cid)
+    wait_for(lambda: ("stdout", "10000 29\n") in env.log(cid), what="the environment's echo")
