@@ -81,34 +81,43 @@ for i in $(seq "$runs"); do
 done
 
 # CPU=1: where the CPU of one 20-service `up -d` goes, from /proc (3 ups, each followed by a down):
-# the CLI process (user+sys), the supervisor's own threads, the spawn helpers it forked and reaped, the
-# containers (reaped by the keeper, so counted over the up and its down), and the whole host's busy time.
+# the CLI process (user+sys), the supervisor's own threads, its spawn workers (`pyc-spawner`, children
+# of the keeper that live on between ups), the containers (reaped by the keeper, so counted over the up
+# and its down), and the whole host's busy time.
 if [ "${CPU:-0}" = 1 ]; then
-    pid_of() { pgrep -f "engine.supervise.$1 --root $PYCOMPOSE_ROOT" | head -1; }
-    own() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+    ours() { pgrep -f "engine.supervise.$1 --root $PYCOMPOSE_ROOT" || true; }
+    pid_of() { for p in $(ours "$1"); do [ "$(cat "/proc/$p/comm")" != pyc-spawner ] && echo "$p" && return; done; }
+    own() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+    # the workers' own CPU, per pid, as "pid ticks" lines
+    workers() { for p in $(ours daemon); do [ "$(cat "/proc/$p/comm" 2>/dev/null)" = pyc-spawner ] && echo "$p $(own "$p")"; done; }
+    spent() { awk 'NR == FNR {before[$1] = $2; next} {total += $2 - before[$1]} END {print total + 0}' "$1" "$2"; }
     reaped() { awk '{print $16 + $17}' "/proc/$1/stat"; }
     busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
     hz=$(getconf CLK_TCK)
-    echo "| up -d (wall) | host busy | CLI | supervisor | spawn helpers | containers (up+down) |"
+    echo "| up -d (wall) | host busy | CLI | supervisor | spawn workers | containers (up+down) |"
     echo "|---|---|---|---|---|---|"
     for _ in 1 2 3; do
         settle
         d=$(pid_of daemon); k=$(pid_of keeper)
-        d0=$(own "$d"); h0=$(reaped "$d"); c0=$(reaped "$k"); b0=$(busy)
+        workers >"$work/w0"; d0=$(own "$d"); c0=$(reaped "$k"); b0=$(busy)
         (cd "$work/proj" && /usr/bin/time -o "$work/time" -f "%e %U %S" "$py" -m compose.cli.main --progress quiet up -d >/dev/null)
-        b1=$(busy); d1=$(own "$d"); h1=$(reaped "$d")
+        b1=$(busy); d1=$(own "$d"); workers >"$work/w1"; h=$(spent "$work/w0" "$work/w1")
         cli down >/dev/null 2>&1
         c1=$(reaped "$k")
         read -r wall user sys <"$work/time"
         awk -v w="$wall" -v u="$user" -v s="$sys" -v hz="$hz" -v b="$((b1 - b0))" -v d="$((d1 - d0))" \
-            -v h="$((h1 - h0))" -v c="$((c1 - c0))" \
+            -v h="$h" -v c="$((c1 - c0))" \
             'BEGIN {printf "| %.2f s | %.2f s | %.2f s | %.2f s | %.2f s | %.2f s |\n", w, b/hz, u+s, d/hz, h/hz, c/hz}'
     done
 fi
 
 if [ "${PROFILE:-0}" = 1 ]; then
     for what in "up -d" "down"; do
-        (cd "$work/proj" && "$py" -m cProfile -o "$work/prof" -m compose.cli.main --progress quiet $what >/dev/null 2>&1)
+        # main() in-process: `-m cProfile -m compose.cli.main` never writes its file, as the command
+        # ends with os._exit (compose.cli.main.run)
+        (cd "$work/proj" && "$py" -c 'import cProfile, sys; from compose.cli.main import main
+out, sys.argv = sys.argv[1], ["pycompose", "--progress", "quiet", *sys.argv[2:]]
+cProfile.run("main()", out)' "$work/prof" $what >/dev/null 2>&1)
         echo "--- cProfile: $what (cumulative, top 25)"
         "$py" -c "import pstats, sys; pstats.Stats(sys.argv[1]).sort_stats('cumulative').print_stats(25)" "$work/prof" |
             grep -E '^ +[0-9]' | head -25
