@@ -1,7 +1,8 @@
-"""The kernel side of networks, through pyroute2 (imported lazily: it costs 125 ms). CONTRACT (owner: N2).
+"""The kernel side of networks: rtnetlink through engine/net/rtnl (pyroute2's message classes, imported
+lazily: ~0.04 s), sysfs, ioctls. CONTRACT (owner: N2).
 
 Every function is idempotent where it says so, so a crashed half-done operation can simply be redone
-or undone. Namespaces: `setns` around a plain `IPRoute()` (never `IPRoute(netns=...)`: it forks a helper).
+or undone. Namespaces: `setns` around a netlink socket made in the namespace.
 Call from a single-threaded process or keep the setns in one thread (setns changes the calling thread).
 
 Namespace files are plain bind mounts of `/proc/thread-self/ns/net` onto an empty file, made in the
@@ -42,18 +43,18 @@ R = TypeVar("R")
 
 
 @functools.cache
-def _pyroute2() -> Any:
-    """The pyroute2 module, imported on first use only (keeps CLI start-up fast)."""
-    import pyroute2
+def _netlink_error() -> type[Exception]:
+    """pyroute2's NetlinkError, imported on first use only (keeps CLI start-up fast; engine/net/rtnl
+    imports only the part of pyroute2 it needs, ~0.04 s)."""
+    from engine.net import rtnl
 
-    return pyroute2
+    return rtnl.NetlinkError
 
 
 @functools.cache
 def preload() -> None:
-    """Import pyroute2 and compile its message tables now (once): a process that forks helpers doing
-    netlink work does it once, not every helper (125 ms each)."""
-    _pyroute2()
+    """Import the netlink code and compile its message tables now (once): a process whose spawn workers
+    do netlink work pays it once, before they are forked."""
     from engine.net import rtnl
 
     rtnl.warm()
@@ -68,9 +69,9 @@ def _rtnl() -> Any:
 
 
 def _off_loop(fn: Callable[P, R]) -> Callable[P, R]:
-    """Run `fn` in a helper thread when the caller's thread runs an asyncio loop: pyroute2's
-    synchronous IPRoute drives its requests with `run_until_complete` on the thread's running loop,
-    which fails there (the supervisor daemon is asyncio). The caller still blocks until it is done;
+    """Run `fn` in a helper thread when the caller's thread runs an asyncio loop (the supervisor): a
+    setns it makes then never touches the loop's thread. (Written for pyroute2's IPRoute, whose
+    synchronous API drove its own loop and failed inside a running one.) The caller still blocks;
     from a coroutine prefer `loop.run_in_executor(None, fn, ...)`. Each call's setns stays in the one
     thread that runs it."""
 
@@ -98,14 +99,9 @@ def _off_loop(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def _iproute() -> Any:
-    """A netlink socket bound to the calling thread's current network namespace."""
-    return _pyroute2().IPRoute()
-
-
 def _code(exc: BaseException) -> int | None:
     """errno of a NetlinkError or OSError, else None."""
-    if isinstance(exc, _pyroute2().NetlinkError):
+    if isinstance(exc, _netlink_error()):
         return exc.code
     return exc.errno if isinstance(exc, OSError) else None
 
@@ -122,7 +118,7 @@ def _ignoring(codes: tuple[int, ...], fn: Any, *args: Any, **kwargs: Any) -> Any
     """Call fn, treating the listed errnos (already there / already gone) as success."""
     try:
         return fn(*args, **kwargs)
-    except (OSError, _pyroute2().NetlinkError) as exc:
+    except (OSError, _netlink_error()) as exc:
         if _code(exc) not in codes:
             raise
         return None
@@ -181,7 +177,7 @@ def ensure_bridge(name: str, addresses: Sequence[str], mtu: int = 1500) -> None:
                 _ignoring((errno.EEXIST,), nl.add_address, index, iface)
             nl.set_up(index)
         _set_sysctl(f"/proc/sys/net/ipv4/conf/{name}/route_localnet", "1")
-    except (OSError, _pyroute2().NetlinkError) as exc:
+    except (OSError, _netlink_error()) as exc:
         raise _error("creating bridge", name, exc) from exc
 
 
@@ -208,7 +204,7 @@ def _delete_link(name: str, step: str) -> None:
     try:
         with _rtnl() as nl:
             _delete_by_name(nl, name)
-    except (OSError, _pyroute2().NetlinkError) as exc:
+    except (OSError, _netlink_error()) as exc:
         raise _error(step, name, exc) from exc
 
 
@@ -310,7 +306,7 @@ def _add_veth(nl: Any, host_veth: str, master: int, peer: dict[str, Any], mtu: i
         try:
             nl.add_veth(host_veth, master=master, mtu=mtu, **peer)
             return
-        except _pyroute2().NetlinkError as exc:
+        except _netlink_error() as exc:
             if exc.code != errno.EEXIST or attempt == 2:
                 raise
             if not _delete_by_name(nl, host_veth):  # the clash is inside the namespace: not ours
@@ -400,7 +396,7 @@ def _attach(
             except BaseException:
                 _delete_by_name(nl, host_veth)  # the peer goes with it: nothing is left
                 raise
-    except (OSError, _pyroute2().NetlinkError) as exc:
+    except (OSError, _netlink_error()) as exc:
         raise _error(step, host_veth, exc) from exc
 
 
@@ -451,17 +447,16 @@ def detach_many(host_veths: Sequence[str]) -> list[str]:
         for name in host_veths:
             try:
                 _delete_by_name(nl, name)
-            except (OSError, _pyroute2().NetlinkError):
+            except (OSError, _netlink_error()):
                 failed.append(name)
     return failed
 
 
 @_off_loop
 def link_names(prefix: str) -> list[str]:
-    """Names of host links starting with `prefix` (sweeping what a crash left)."""
-    with _iproute() as ipr:
-        names = (link.get("ifname") for link in ipr.get_links())
-        return sorted(n for n in names if n and n.startswith(prefix))
+    """Names of host links starting with `prefix` (sweeping what a crash left): if_nameindex(3), the
+    links of the calling thread's network namespace."""
+    return sorted(name for _, name in socket.if_nameindex() if name.startswith(prefix))
 
 
 def enable_forwarding(*, ipv6: bool = False) -> None:

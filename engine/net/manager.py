@@ -87,7 +87,7 @@ def _prefix(subnet: str) -> int:
 
 class Bridges(Protocol):
     """Who makes and deletes a network's bridge: this process (LocalBridges) or a long-lived one that
-    already has the netlink library loaded (the supervisor: importing pyroute2 costs ~0.17 s per CLI run)."""
+    already has the netlink code loaded (the supervisor: importing it costs ~0.04 s per CLI run)."""
 
     def ensure(self, name: str, addresses: Sequence[str], mtu: int) -> None: ...
 

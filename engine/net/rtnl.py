@@ -19,6 +19,9 @@ import socket
 import struct
 from typing import Any
 
+from engine.net import pyroute2_light  # noqa: F401  (first: pyroute2's package without its __init__)
+
+# isort: split
 from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NLMSG_ERROR
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEIGH, RTM_NEWROUTE

@@ -313,3 +313,18 @@ def test_importing_links_does_not_import_pyroute2() -> None:
     code = "import sys, engine.net.links; print('pyroute2' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_netlink_code_loads_pyroute2s_message_classes_only() -> None:
+    """engine/net/rtnl imports pyroute2's submodules without its package __init__ (every netlink family,
+    asyncio, ssl, unittest: ~0.15 s); a process that imported pyroute2 whole keeps it whole."""
+    heavy = "('pyroute2.iproute', 'pyroute2.ipdb', 'pyroute2.conntrack', 'asyncio', 'ssl', 'unittest')"
+    code = (
+        "import sys; from engine.net import links; links.preload()\n"
+        f"print(sorted(m for m in {heavy} if m in sys.modules)); print(links._netlink_error().__module__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["[]", "pyroute2.netlink.exceptions"]
+    whole = "import pyroute2; from engine.net import rtnl; rtnl.warm(); print(hasattr(pyroute2, 'IPRoute'))"
+    out = subprocess.run([sys.executable, "-c", whole], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
