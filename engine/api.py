@@ -198,8 +198,8 @@ class Engine:
         return self.containers.create(spec)
 
     def warm_supervisor(self) -> None:
-        """Start launching this root's supervisor in the background unless one answered already (the
-        caller will start containers soon; it must fork nothing after this)."""
+        """Launch this root's supervisor unless one answers or was launched, without waiting for it (the
+        caller will start containers soon; the first start waits)."""
         self.containers.warm_supervisor()
 
     def start_container(self, ref: str) -> dict:

@@ -262,9 +262,9 @@ class ProjectRunner:
 
     def _prepare(self, targets: Sequence[str], run: _Run, request: UpRequest) -> None:
         """Images (builds fork: no worker thread may exist yet), their facts and the config hashes."""
-        self._images(targets, request)
         if not run.no_start:
-            self.engine.warm_supervisor()  # launching one overlaps the planning and the creates
+            self.engine.warm_supervisor()  # launched, not awaited: it overlaps the images, plan and creates
+        self._images(targets, request)
         by_reference: dict[str, ImageFacts] = {}
         for name in targets:
             facts = image_facts(self.engine, self.project, self.project.services[name], by_reference)

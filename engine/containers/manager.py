@@ -28,20 +28,22 @@ from engine.containers.cgroups import DEFAULT_PARENT, Cgroup
 from engine.containers.spec import ContainerSpec, Healthcheck, Mount
 from engine.errors import ContainerConflict, ContainerNotFound, EngineError
 from engine.state.root import StateRoot
-from engine.supervise.protocol import SOCKET_NAME
+from engine.supervise.protocol import CGROUP_PARENT_ENV, LAUNCH_TIMEOUT, SOCKET_NAME
 from engine.volumes.store import ANONYMOUS_LABEL, VolumeStore
 
 if TYPE_CHECKING:
+    import subprocess
+
     from engine.containers.spawn import Stdio
     from engine.images.store import Image, ImageStore
 
-CGROUP_PARENT_ENV = "PYCOMPOSE_CGROUP_PARENT"  # the supervisor's keeper reads the same variable
 NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 ACTIVE_STATES = ("running", "paused", "restarting")
 KILL_WAIT = 10.0
 # state roots whose supervisor answered a ping in this process (set.add/discard are atomic under the GIL)
 _SUPERVISOR_ANSWERED: set[str] = set()
 _SUPERVISOR_LAUNCH = threading.Lock()
+_KEEPER_LAUNCHED: dict[str, subprocess.Popen[bytes]] = {}  # root -> a keeper launched by warm_supervisor
 # connect failures: nobody listens on the socket, so the request was not delivered and may be repeated
 _UNREACHABLE = (FileNotFoundError, ConnectionRefusedError)
 
@@ -254,17 +256,18 @@ class ContainerManager:
         return client.request(self.root, op, **args)
 
     def warm_supervisor(self) -> None:
-        """Begin making sure a supervisor answers, in a background thread, so that the starts that follow
-        find it ready (launching one takes ~0.25 s). Call it only where a fork no longer follows: the
-        thread may still run."""
+        """Launch this root's keeper now, without waiting, unless a supervisor answers or one was launched:
+        the first start waits for it. Launching takes ~0.25 s (two Python starts); begun before the
+        images and the plan, it overlaps them. No thread is left running: a build may fork after this."""
         key = str(self.root.path)
-        if key in _SUPERVISOR_ANSWERED or (self.root.path / "run" / SOCKET_NAME).exists():
+        if key in _SUPERVISOR_ANSWERED or key in _KEEPER_LAUNCHED:
+            return
+        if (self.root.path / "run" / SOCKET_NAME).exists():
             return  # one answers, or did: the first start pings it (and relaunches it if it died)
-        threading.Thread(target=self._warm, args=(key,), name="supervisor-warm", daemon=True).start()
+        from engine.supervise import launcher
 
-    def _warm(self, key: str) -> None:
-        with contextlib.suppress(Exception):  # the first start tries again and reports the error
-            self._ensure_supervisor(key)
+        with contextlib.suppress(OSError):  # the first start tries again and reports the error
+            _KEEPER_LAUNCHED[key] = launcher.launch(self.root.path, self.cgroup_parent, wait=False)
 
     def _ensure_supervisor(self, key: str) -> None:
         """One thread of this process makes sure a supervisor answers; the others wait for it. (Twenty
@@ -273,7 +276,17 @@ class ContainerManager:
 
         with _SUPERVISOR_LAUNCH:
             if key not in _SUPERVISOR_ANSWERED:
-                client.ensure_supervisor(self.root, cgroup_parent=self.cgroup_parent)
+                launched = _KEEPER_LAUNCHED.pop(key, None)
+                try:
+                    client.ensure_supervisor(
+                        self.root, cgroup_parent=self.cgroup_parent, launched=launched is not None
+                    )
+                finally:
+                    if launched is not None:  # the keeper's `--detach` parent: it exited at its fork
+                        from subprocess import TimeoutExpired
+
+                        with contextlib.suppress(TimeoutExpired):
+                            launched.wait(timeout=LAUNCH_TIMEOUT)
                 _SUPERVISOR_ANSWERED.add(key)
 
     # -- signals and freezing --------------------------------------------------------------------------

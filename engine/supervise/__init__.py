@@ -15,8 +15,9 @@ Modules (one job each); the design, with measurements, is DESIGN.md next to this
 - `client`   the CLI side: `ensure_supervisor(root)`, `request(root, op, **args)`, `shutdown(root)`.
 """
 
+from __future__ import annotations
+
 import importlib
-from typing import Any
 
 _EXPORTS = {
     "HealthConfig": "health",
@@ -31,7 +32,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     """The pure modules' names, imported on first use: `health` pulls in asyncio, which a CLI that only
     talks to the supervisor (engine.supervise.client) does not need."""
     module = _EXPORTS.get(name)

@@ -59,19 +59,23 @@ def _probe(root: StateRoot) -> str:
 
 
 def ensure_supervisor(
-    root: StateRoot, *, cgroup_parent: str | None = None, timeout: float = START_TIMEOUT
+    root: StateRoot,
+    *,
+    cgroup_parent: str | None = None,
+    timeout: float = START_TIMEOUT,
+    launched: bool = False,
 ) -> None:
-    """Start the keeper (and through it the supervisor) unless one answers; wait until it does."""
-    launched = False
+    """Start the keeper (and through it the supervisor) unless one answers; wait until it does.
+    `launched`: the caller has just launched one (launcher.launch(wait=False)): only wait."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = _probe(root)
         if state == "ok":
             return
         if state == "none" and not launched:  # a keeper that finds the lock taken exits at once
-            from engine.supervise import keeper  # only to launch one: it imports much
+            from engine.supervise import launcher
 
-            keeper.launch(root.path, cgroup_parent)
+            launcher.launch(root.path, cgroup_parent)
             launched = True
         time.sleep(0.02)
     raise errors.SupervisorError(

@@ -48,8 +48,8 @@ from engine.errors import ContainerConflict, ContainerNotFound, EngineError
 from engine.state.db import Database
 from engine.state.locks import FileLock
 from engine.state.root import StateRoot
-from engine.supervise import health, keeper, restart
-from engine.supervise.protocol import SOCKET_NAME, SUPERVISOR_LOCK
+from engine.supervise import health, keeper, launcher, restart
+from engine.supervise.protocol import LAUNCH_TIMEOUT, SOCKET_NAME, SUPERVISOR_LOCK
 from engine.supervise.spawner import Job, Spawners
 from engine.volumes import VolumeStore
 
@@ -233,7 +233,7 @@ class Daemon:
             if await self._other_daemon_answers(HANDOVER_POLL):
                 break
         else:  # answer "handover" until the successor listens: clients never find nobody there
-            await self._other_daemon_answers(keeper.LAUNCH_TIMEOUT)
+            await self._other_daemon_answers(LAUNCH_TIMEOUT)
         self.handed_over = True
         self.stopping.set()
 
@@ -272,15 +272,15 @@ class Daemon:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             try:
-                keeper.launch(self.root, self.cgroup_parent, handover_fd=theirs.fileno())
+                launcher.launch(self.root, self.cgroup_parent, handover_fd=theirs.fileno())
             finally:
                 theirs.close()
-            ours.settimeout(keeper.LAUNCH_TIMEOUT)
+            ours.settimeout(LAUNCH_TIMEOUT)
             for w in running:
                 self._hold(ours, w)
             keeper.send(ours, {"op": "done"})
             ours.setblocking(False)
-            reply = await asyncio.wait_for(self._receive(ours), keeper.LAUNCH_TIMEOUT)
+            reply = await asyncio.wait_for(self._receive(ours), LAUNCH_TIMEOUT)
             return bool(reply) and reply.get("op") == "taken"
         except (OSError, subprocess.SubprocessError, TimeoutError) as exc:
             print(f"supervisor: handover failed: {exc}", file=sys.stderr, flush=True)

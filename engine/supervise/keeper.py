@@ -26,7 +26,6 @@ import os
 import selectors
 import signal
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -36,16 +35,14 @@ from pathlib import Path
 from engine.containers.cgroups import DEFAULT_PARENT, Cgroup
 from engine.state.db import Database
 from engine.state.locks import FileLock
-from engine.supervise.protocol import LOG_NAME
+from engine.supervise.protocol import CGROUP_PARENT_ENV, LAUNCH_TIMEOUT
 
 PR_SET_CHILD_SUBREAPER = 36
 MAX_PACKET = 1 << 20
 MAX_FDS = 250  # SCM_RIGHTS per message is capped by the kernel at 253
 KEEPER_LOCK = "keeper.lock"
-CGROUP_PARENT_ENV = "PYCOMPOSE_CGROUP_PARENT"
 KEEPER_OOM_SCORE_ADJ = -999  # the OOM killer takes containers (0 or their own value) long before us
 DAEMON_OOM_SCORE_ADJ = -500  # dockerd's long-time value
-LAUNCH_TIMEOUT = 10.0
 
 
 def set_child_subreaper() -> None:
@@ -63,28 +60,6 @@ def set_oom_score_adj(value: int) -> None:
             handle.write(str(value))
     except OSError as exc:
         print(f"pycompose: oom_score_adj {value} not set: {exc.strerror}", file=sys.stderr, flush=True)
-
-
-def launch(root: Path, cgroup_parent: str | None, handover_fd: int | None = None) -> None:
-    """Run `keeper --detach` in a new session (stdio /dev/null and run/supervisor.log, cwd /); it forks
-    and its parent exits, so init (or our nearest subreaper) adopts it, never the caller."""
-    import engine
-
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(Path(engine.__file__).resolve().parent.parent)
-    if cgroup_parent:
-        env[CGROUP_PARENT_ENV] = cgroup_parent
-    argv = [sys.executable, "-m", "engine.supervise.keeper", "--root", str(root), "--detach"]
-    if handover_fd is not None:
-        argv += ["--handover-fd", str(handover_fd)]
-    run = root / "run"
-    run.mkdir(mode=0o700, exist_ok=True)
-    with open(run / LOG_NAME, "ab") as log:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/", env=env,
-            start_new_session=True, close_fds=True, pass_fds=() if handover_fd is None else (handover_fd,),
-        )  # fmt: skip
-    proc.wait(timeout=LAUNCH_TIMEOUT)
 
 
 def now_rfc3339() -> str:

@@ -12,6 +12,8 @@ from engine.errors import EngineError
 SOCKET_NAME = "supervisor.sock"  # under <root>/run
 SUPERVISOR_LOCK = "supervisor.lock"  # under <root>/locks: held by the serving daemon
 LOG_NAME = "supervisor.log"  # under <root>/run: the keeper's and daemon's own output
+CGROUP_PARENT_ENV = "PYCOMPOSE_CGROUP_PARENT"  # the keeper's default cgroup parent, and the CLI's
+LAUNCH_TIMEOUT = 10.0  # seconds a keeper's start may take
 
 
 def error_body(exc: BaseException) -> dict[str, Any]:

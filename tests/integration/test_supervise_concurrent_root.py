@@ -106,16 +106,16 @@ def test_threads_starting_on_a_fresh_root_launch_one_keeper(tmp_path: Path, monk
     one of them launches the keeper, the others wait for it (each launched its own: ~1.3 s each)."""
     from engine.containers import manager as containers
     from engine.state.root import StateRoot
-    from engine.supervise import keeper
+    from engine.supervise import launcher
 
     launches: list[float] = []
-    real_launch = keeper.launch
+    real_launch = launcher.launch
 
     def counting_launch(*args, **kwargs):  # type: ignore[no-untyped-def]
         launches.append(time.monotonic())
         return real_launch(*args, **kwargs)
 
-    monkeypatch.setattr(keeper, "launch", counting_launch)
+    monkeypatch.setattr(launcher, "launch", counting_launch)
     root = StateRoot.open(tmp_path / "root")
     parent = f"pyc-test-{os.getpid()}-launch"
     managers = [containers.ContainerManager(root, cgroup_parent=parent) for _ in range(8)]

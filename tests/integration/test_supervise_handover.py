@@ -142,10 +142,10 @@ def test_keeper_sigkilled_alone_hands_over_to_a_new_keeper_and_daemon(sup: Env) 
 
 
 def test_client_waits_for_the_handover_instead_of_starting_a_keeper(sup: Env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from engine.supervise import keeper
+    from engine.supervise import launcher
 
     launched: list[object] = []
-    monkeypatch.setattr(keeper, "launch", lambda *args, **kwargs: launched.append(args))
+    monkeypatch.setattr(launcher, "launch", lambda *args, **kwargs: launched.append(args))
     env = sup
     cid = env.create("sh", "-c", COUNTER)
     start(env, cid)
