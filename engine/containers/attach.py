@@ -137,10 +137,7 @@ def _wait_for_container(
 
 def _prepare(manager: Any, spec: Any) -> tuple[Cgroup, Any]:
     """The supervisor's steps before a spawn: cgroup with limits, networks, shared volume mounts."""
-    try:
-        group = Cgroup.open(spec.id, parent=manager.cgroup_parent)
-    except EngineError:
-        group = Cgroup.create(spec.id, parent=manager.cgroup_parent)
+    group = Cgroup.open_or_create(spec.id, parent=manager.cgroup_parent)
     network = None
     try:
         group.apply(spec.resources, privileged=spec.security.privileged)

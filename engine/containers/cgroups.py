@@ -394,6 +394,14 @@ class Cgroup:
         return group
 
     @classmethod
+    def open_or_create(cls, name: str, *, parent: str = DEFAULT_PARENT) -> Cgroup:
+        """The cgroup `name`, made if missing (a container's restart reuses its cgroup)."""
+        try:
+            return cls.open(name, parent=parent)
+        except CgroupError:
+            return cls.create(name, parent=parent)
+
+    @classmethod
     def open(cls, name: str, *, parent: str = DEFAULT_PARENT, layout: Layout | None = None) -> Cgroup:
         """The existing cgroup `name` (after a restart of pycompose, to re-adopt a container)."""
         group = cls._paths(name, parent, layout or detect_layout())

@@ -8,6 +8,7 @@ so a crash half-way leaves a row whose `rm` can simply be repeated (every step i
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import json
@@ -28,7 +29,7 @@ from engine.containers.cgroups import DEFAULT_PARENT, Cgroup
 from engine.containers.spec import ContainerSpec, Healthcheck, Mount
 from engine.errors import ContainerConflict, ContainerNotFound, EngineError
 from engine.state.root import StateRoot
-from engine.supervise.protocol import CGROUP_PARENT_ENV, LAUNCH_TIMEOUT, SOCKET_NAME
+from engine.supervise.protocol import CGROUP_PARENT_ENV, LAUNCH_TIMEOUT, SOCKET_NAME, UNKNOWN_EXIT
 from engine.volumes.store import ANONYMOUS_LABEL, VolumeStore
 
 if TYPE_CHECKING:
@@ -267,6 +268,8 @@ class ContainerManager:
         from engine.supervise import launcher
 
         with contextlib.suppress(OSError):  # the first start tries again and reports the error
+            if not _KEEPER_LAUNCHED:
+                atexit.register(_reap_launched)
             _KEEPER_LAUNCHED[key] = launcher.launch(self.root.path, self.cgroup_parent, wait=False)
 
     def _ensure_supervisor(self, key: str) -> None:
@@ -413,10 +416,29 @@ class ContainerManager:
 
     def list(self, all: bool = False, labels: dict[str, str | None] | None = None) -> list[dict[str, Any]]:
         """Running (and paused, restarting) containers, newest first; every one with `all`."""
-        found = records.list_all(self.db, labels=labels)
+        found = self._as_supervision_will_record(records.list_all(self.db, labels=labels))
         if not all:
             found = [r for r in found if r["state"] in ACTIVE_STATES]
         return list(reversed(found))
+
+    def _as_supervision_will_record(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows, with the exits nobody recorded: while neither keeper nor daemon lives (both were
+        killed), an active row whose PID 1 is gone, or is not in the container's cgroup (a reused pid),
+        shows exited 255 (Docker's unknown status), as the next supervisor will record it at start. Only
+        the view changes: the next supervisor writes the row and applies the restart policy."""
+        if not any(r["state"] in ACTIVE_STATES for r in rows):
+            return rows
+        from engine.supervise import client
+
+        if client.supervised(self.root):
+            return rows
+        now = now_rfc3339()
+        return [
+            r
+            if r["state"] not in ACTIVE_STATES or _in_own_cgroup(r["pid"], r["id"])
+            else {**r, "state": "exited", "exit_code": UNKNOWN_EXIT, "pid": None, "finished_at": now}
+            for r in rows
+        ]
 
     def inspect(self, id_or_name: str) -> dict[str, Any]:
         """The document `docker container inspect` prints, for the fields we have."""
@@ -602,6 +624,29 @@ def _error_from_json(raw: bytes, name: str) -> EngineError:
 
 
 # -- pure helpers (unit tested) -----------------------------------------------------------------------
+
+
+def _reap_launched() -> None:
+    """At exit: reap the `--detach` parents of keepers launched by warm_supervisor that no start waited
+    for (an `up` that failed after launching one); each exits right after its fork."""
+    from subprocess import TimeoutExpired
+
+    for proc in _KEEPER_LAUNCHED.values():
+        with contextlib.suppress(TimeoutExpired):
+            proc.wait(timeout=LAUNCH_TIMEOUT)
+
+
+def _in_own_cgroup(pid: int | None, cid: str) -> bool:
+    """Whether `pid` lives (a zombie does not) in the cgroup named after container `cid`, whatever its
+    parent: a pid reuse guard, as the supervisor's re-adoption has."""
+    if not pid:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        text = Path(f"/proc/{pid}/cgroup").read_text()
+    except (OSError, IndexError):
+        return False
+    return state != "Z" and any(line.rstrip().endswith(f"/{cid}") for line in text.splitlines())
 
 
 def parse_signal(value: int | str) -> int:

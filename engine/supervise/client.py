@@ -23,7 +23,7 @@ from typing import Any
 
 from engine import errors
 from engine.state.root import StateRoot
-from engine.supervise.protocol import LOG_NAME, SOCKET_NAME, SUPERVISOR_LOCK
+from engine.supervise.protocol import KEEPER_LOCK, LOG_NAME, SOCKET_NAME, SUPERVISOR_LOCK
 from engine.supervise.protocol import error_from as _error_from
 
 START_TIMEOUT = 10.0
@@ -143,6 +143,13 @@ def shutdown(root: StateRoot, timeout: float = 15.0) -> None:
             time.sleep(0.05)
     lock.acquire(timeout=max(0.0, deadline - time.monotonic()))  # the keeper releases it when it exits
     lock.release()
+
+
+def supervised(root: StateRoot) -> bool:
+    """Whether this root's keeper or daemon lives (each holds its lock while it does). Either keeps the
+    container rows true: the keeper records every exit of its children, a daemon those it watches."""
+    locks = root.path / "locks"
+    return _lock_held(locks / KEEPER_LOCK) or _lock_held(locks / SUPERVISOR_LOCK)
 
 
 def _daemon_alive(root: StateRoot) -> bool:

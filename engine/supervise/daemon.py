@@ -49,7 +49,7 @@ from engine.state.db import Database
 from engine.state.locks import FileLock
 from engine.state.root import StateRoot
 from engine.supervise import health, keeper, launcher, restart
-from engine.supervise.protocol import LAUNCH_TIMEOUT, SOCKET_NAME, SUPERVISOR_LOCK
+from engine.supervise.protocol import LAUNCH_TIMEOUT, SOCKET_NAME, SUPERVISOR_LOCK, UNKNOWN_EXIT
 from engine.supervise.spawner import Job, Spawners
 from engine.volumes import VolumeStore
 
@@ -58,7 +58,6 @@ F_SETPIPE_SZ = 1031
 DRAIN_TIMEOUT = 2.0  # after an exit, how long the pipes may take to reach EOF
 KILL_WAIT = 10.0  # how long a SIGKILL request waits for the exit to be recorded (Docker waits too)
 ACTIVE_STATES = ("running", "paused", "restarting")
-UNKNOWN_EXIT = 255  # Docker's code for a task whose exit status was lost
 OOM_EXIT = 137  # 128 + SIGKILL: the OOM killer's signal
 LISTEN_BACKLOG = 1024  # 100 parallel starts must not find the accept queue full (the kernel caps it)
 RULES_DELAY = 0.2  # s an exit's firewall sync waits for (see Daemon._owe_rules)

@@ -35,12 +35,11 @@ from pathlib import Path
 from engine.containers.cgroups import DEFAULT_PARENT, Cgroup
 from engine.state.db import Database
 from engine.state.locks import FileLock
-from engine.supervise.protocol import CGROUP_PARENT_ENV, LAUNCH_TIMEOUT
+from engine.supervise.protocol import CGROUP_PARENT_ENV, KEEPER_LOCK, LAUNCH_TIMEOUT
 
 PR_SET_CHILD_SUBREAPER = 36
 MAX_PACKET = 1 << 20
 MAX_FDS = 250  # SCM_RIGHTS per message is capped by the kernel at 253
-KEEPER_LOCK = "keeper.lock"
 KEEPER_OOM_SCORE_ADJ = -999  # the OOM killer takes containers (0 or their own value) long before us
 DAEMON_OOM_SCORE_ADJ = -500  # dockerd's long-time value
 

@@ -11,6 +11,8 @@ from engine.errors import EngineError
 
 SOCKET_NAME = "supervisor.sock"  # under <root>/run
 SUPERVISOR_LOCK = "supervisor.lock"  # under <root>/locks: held by the serving daemon
+KEEPER_LOCK = "keeper.lock"  # under <root>/locks: held by the living keeper
+UNKNOWN_EXIT = 255  # Docker's code for a container whose exit status was lost
 LOG_NAME = "supervisor.log"  # under <root>/run: the keeper's and daemon's own output
 CGROUP_PARENT_ENV = "PYCOMPOSE_CGROUP_PARENT"  # the keeper's default cgroup parent, and the CLI's
 LAUNCH_TIMEOUT = 10.0  # seconds a keeper's start may take

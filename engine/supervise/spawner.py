@@ -49,7 +49,7 @@ from engine.containers import spawn
 from engine.containers.cgroups import Cgroup
 from engine.containers.rootfs import VolumeSource
 from engine.containers.spec import ContainerSpec, NetworkSetup
-from engine.errors import ContainerStartError, EngineError
+from engine.errors import ContainerStartError
 from engine.frozen import frozen
 from engine.state.root import StateRoot
 from engine.supervise.protocol import error_body, error_from
@@ -79,10 +79,7 @@ class Job:
 
 def container_cgroup(spec: ContainerSpec, parent: str) -> Cgroup:
     """The container's cgroup (made if missing) with the spec's limits applied."""
-    try:
-        group = Cgroup.open(spec.id, parent=parent)
-    except EngineError:
-        group = Cgroup.create(spec.id, parent=parent)
+    group = Cgroup.open_or_create(spec.id, parent=parent)
     group.apply(spec.resources, privileged=spec.security.privileged)
     return group
 

@@ -305,6 +305,27 @@ def test_keeper_and_daemon_sigkilled_the_container_is_readopted_with_its_logs(en
     assert [line for s, line in got if s == "stderr"] == ["after2\n"]
 
 
+def test_with_keeper_and_daemon_dead_a_vanished_container_lists_as_exited(env: Env) -> None:
+    """Nobody records exits then: listing shows a container whose PID 1 is gone as the next supervisor
+    will record it (exited 255), without writing; the living one stays running."""
+    from engine.containers.manager import ContainerManager
+
+    gone, alive = env.create("sleep", "60"), env.create("sleep", "60")
+    gone_pid, alive_pid = start(env, gone), start(env, alive)
+    kill_supervision(env)
+    os.kill(gone_pid, signal.SIGKILL)
+    wait_for(lambda: not _alive(gone_pid), what="the container to die")
+    listed = {r["id"]: r for r in ContainerManager(env.root, cgroup_parent=env.parent).list(all=True)}
+    assert (listed[gone]["state"], listed[gone]["exit_code"], listed[gone]["pid"]) == ("exited", 255, None)
+    assert (listed[alive]["state"], listed[alive]["pid"]) == ("running", alive_pid)
+    running = {r["id"] for r in ContainerManager(env.root, cgroup_parent=env.parent).list()}
+    assert running == {alive}
+    assert env.row(gone)["state"] == "running"  # only the view: the next supervisor writes the exit
+    client.ensure_supervisor(env.root, cgroup_parent=env.parent)
+    wait_for(lambda: env.row(gone)["state"] == "exited", what="the exit recorded at re-adoption")
+    assert env.row(gone)["exit_code"] == 255 and env.row(alive)["state"] == "running"
+
+
 def test_readopted_orphan_restarts_under_its_policy_and_stops(env: Env) -> None:
     cid = env.create("sleep", "60", restart="always")
     pid = start(env, cid)
