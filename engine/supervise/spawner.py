@@ -11,13 +11,14 @@ each container with CLONE_PARENT (`spawn.start(sibling=True)`), which makes the 
 child from its first instruction, as the old helper's container became once the helper exited. The
 worker keeps the daemon's imported modules (pyroute2, the seccomp plans) and does one job at a time:
 the cgroup, the network namespace and veths (the kernel steps `NetworkManager.prepare` left), the
-clone. The loop meanwhile writes the rows of the next start: two starts overlap on the two cores.
+clone. The loop meanwhile handles the next starts: up to MAX_WORKERS run side by side.
 
 Protocol: a SEQPACKET socketpair. A job is one packet, a pickle of `Job` (our own records, between two
 processes of ours on a private socketpair), with the container's stdout and stderr write ends as
 SCM_RIGHTS (none for a tty). The worker answers each job, in order, with one JSON packet: `{"pid"}`,
 plus the pty master for a tty, or an error body (`protocol.error_body`). So replies pair with jobs
-first-in first-out, and a worker never has more than MAX_QUEUE jobs unanswered (a send never blocks).
+first-in first-out. A worker holds at most MAX_QUEUE jobs (the one it does and the next), so a send
+never blocks and a start that hangs holds up at most one other (`Spawners._pick`).
 
 Lifetime: the daemon closes a worker's socket after IDLE_TIMEOUT without jobs, after MAX_JOBS jobs
 (each vfork child leaves its unfinished Python frames, a few KB, in the worker's memory), at handover and
@@ -41,6 +42,7 @@ import os
 import pickle
 import signal
 import socket
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, NoReturn
@@ -55,7 +57,8 @@ from engine.state.root import StateRoot
 from engine.supervise.protocol import error_body, error_from
 
 MAX_WORKERS = 4  # more than this host's 2 cores: a start also sleeps in the kernel (RCU grace periods)
-MAX_QUEUE = 8  # unanswered jobs per worker: 8 jobs of a few KB never fill the send buffer (never block)
+MAX_QUEUE = 2  # jobs a worker holds: the one it does and the next, ready when it is done
+STUCK_AFTER = 5.0  # s a job may take before its worker stops counting (a start takes ~0.01-0.1 s)
 IDLE_TIMEOUT = 5.0  # s without a job before a worker is let go
 MAX_JOBS = 500  # jobs per worker: bounds what vfork children leave in its memory
 MAX_PACKET = 4 << 20  # a job: a few KB, more with a large environment or many labels
@@ -95,6 +98,7 @@ class _Worker:
         self.pending: collections.deque[asyncio.Future[tuple[dict[str, Any], list[int]]]] = (
             collections.deque()
         )
+        self.since = 0.0  # when it began its current job (monotonic)
         self.jobs = 0
         self.retiring = False  # takes no new job; closed once it has answered
         self.idle: asyncio.TimerHandle | None = None
@@ -140,6 +144,8 @@ class Spawners:
                 ) from exc
             self._lost(worker)
             raise ContainerStartError(f"the spawn worker is gone: {exc}") from exc
+        if not worker.pending:
+            worker.since = time.monotonic()
         worker.pending.append(reply)
         worker.jobs += 1
         if worker.jobs >= MAX_JOBS:
@@ -160,23 +166,29 @@ class Spawners:
         return len(self._workers)
 
     async def _pick(self) -> _Worker:
-        """An idle worker, else a new one (up to MAX_WORKERS), else the least loaded with room."""
+        """An idle worker, else a new one while fewer than MAX_WORKERS work, else the least loaded with
+        room. A worker whose current job has run for STUCK_AFTER (a mount of an unreachable NFS server)
+        stops counting and gets no more jobs: a new one takes its place (at most MAX_WORKERS more), so a
+        start that hangs holds up only the one job queued behind it. There is no await between the last
+        look at the workers and the caller's send: no other start takes the same slot."""
         while True:
             open_ = [w for w in self._workers if not w.retiring]
             for worker in open_:
                 if not worker.pending:
                     return self._busy(worker)
-            if len(open_) < MAX_WORKERS:
+            now = time.monotonic()
+            working = [w for w in open_ if now - w.since < STUCK_AFTER]
+            if len(working) < MAX_WORKERS and len(self._workers) < 2 * MAX_WORKERS:
                 if self._forking is None:
                     self._forking = asyncio.ensure_future(self._add_worker())
-                forking = self._forking
-                await asyncio.shield(forking)  # several starts may wait for the same fork
+                await asyncio.shield(self._forking)  # several starts may wait for the same fork
                 continue
-            least = min(open_, key=lambda w: len(w.pending))
-            if len(least.pending) < MAX_QUEUE:
+            least = min(working, key=lambda w: len(w.pending), default=None)
+            if least is not None and len(least.pending) < MAX_QUEUE:
                 return self._busy(least)
             self._freed = self._freed or asyncio.Event()
-            await self._freed.wait()
+            with contextlib.suppress(TimeoutError):  # (look again: a worker may have got stuck)
+                await asyncio.wait_for(self._freed.wait(), STUCK_AFTER)
 
     def _busy(self, worker: _Worker) -> _Worker:
         if worker.idle is not None:
@@ -232,6 +244,7 @@ class Spawners:
                 self._lost(worker)
                 return
             reply = worker.pending.popleft()
+            worker.since = time.monotonic()  # it begins the next job, if any
             if reply.cancelled():  # its start was abandoned; the container is the keeper's to reap
                 _close(fds)
             else:
