@@ -333,6 +333,19 @@ def _write(path: Path, value: str) -> None:
         os.close(fd)
 
 
+def runs_in(pid: int | None, cgroup: str) -> bool:
+    """Whether process `pid` is alive (a zombie is not) in a cgroup whose path ends with `cgroup`
+    (`/<parent>/<id>`, or `/<id>` whatever the parent): the pid reuse guard of a recorded PID 1."""
+    if not pid:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        text = Path(f"/proc/{pid}/cgroup").read_text()
+    except (OSError, IndexError):
+        return False
+    return state != "Z" and any(line.rstrip().endswith(cgroup) for line in text.splitlines())
+
+
 def _check_name(name: str, what: str) -> None:
     parts = name.split("/")
     if not name or any(p in ("", ".", "..") for p in parts) or (what == "name" and len(parts) > 1):

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import errors
 from engine.containers import logs, records, rootfs
-from engine.containers.cgroups import DEFAULT_PARENT, Cgroup
+from engine.containers.cgroups import DEFAULT_PARENT, Cgroup, runs_in
 from engine.containers.spec import ContainerSpec, Healthcheck, Mount
 from engine.errors import ContainerConflict, ContainerNotFound, EngineError
 from engine.state.root import StateRoot
@@ -268,8 +268,6 @@ class ContainerManager:
         from engine.supervise import launcher
 
         with contextlib.suppress(OSError):  # the first start tries again and reports the error
-            if not _KEEPER_LAUNCHED:
-                atexit.register(_reap_launched)
             _KEEPER_LAUNCHED[key] = launcher.launch(self.root.path, self.cgroup_parent, wait=False)
 
     def _ensure_supervisor(self, key: str) -> None:
@@ -285,11 +283,8 @@ class ContainerManager:
                         self.root, cgroup_parent=self.cgroup_parent, launched=launched is not None
                     )
                 finally:
-                    if launched is not None:  # the keeper's `--detach` parent: it exited at its fork
-                        from subprocess import TimeoutExpired
-
-                        with contextlib.suppress(TimeoutExpired):
-                            launched.wait(timeout=LAUNCH_TIMEOUT)
+                    if launched is not None:
+                        _reap(launched)
                 _SUPERVISOR_ANSWERED.add(key)
 
     # -- signals and freezing --------------------------------------------------------------------------
@@ -435,7 +430,7 @@ class ContainerManager:
         now = now_rfc3339()
         return [
             r
-            if r["state"] not in ACTIVE_STATES or _in_own_cgroup(r["pid"], r["id"])
+            if r["state"] not in ACTIVE_STATES or runs_in(r["pid"], f"/{r['id']}")
             else {**r, "state": "exited", "exit_code": UNKNOWN_EXIT, "pid": None, "finished_at": now}
             for r in rows
         ]
@@ -626,27 +621,20 @@ def _error_from_json(raw: bytes, name: str) -> EngineError:
 # -- pure helpers (unit tested) -----------------------------------------------------------------------
 
 
-def _reap_launched() -> None:
-    """At exit: reap the `--detach` parents of keepers launched by warm_supervisor that no start waited
-    for (an `up` that failed after launching one); each exits right after its fork."""
+def _reap(launched: subprocess.Popen[bytes]) -> None:
+    """Reap a launched keeper's `--detach` parent: it exits right after its fork."""
     from subprocess import TimeoutExpired
 
-    for proc in _KEEPER_LAUNCHED.values():
-        with contextlib.suppress(TimeoutExpired):
-            proc.wait(timeout=LAUNCH_TIMEOUT)
+    with contextlib.suppress(TimeoutExpired):
+        launched.wait(timeout=LAUNCH_TIMEOUT)
 
 
-def _in_own_cgroup(pid: int | None, cid: str) -> bool:
-    """Whether `pid` lives (a zombie does not) in the cgroup named after container `cid`, whatever its
-    parent: a pid reuse guard, as the supervisor's re-adoption has."""
-    if not pid:
-        return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        text = Path(f"/proc/{pid}/cgroup").read_text()
-    except (OSError, IndexError):
-        return False
-    return state != "Z" and any(line.rstrip().endswith(f"/{cid}") for line in text.splitlines())
+@atexit.register
+def _reap_launched() -> None:
+    """At exit, the keepers launched by warm_supervisor that no start waited for (an `up` that failed
+    after launching one)."""
+    for launched in _KEEPER_LAUNCHED.values():
+        _reap(launched)
 
 
 def parse_signal(value: int | str) -> int:

@@ -225,12 +225,6 @@ def cleanup(root: StateRoot, container_id: str) -> None:
     rootfs.cleanup(root, container_id)
 
 
-def remember_plan(spec: ContainerSpec) -> None:
-    """Compute the container's security plan here, before forking the helper that starts it: a plan
-    made in the helper is forgotten with it, so every start compiled the seccomp filter again."""
-    _plan(spec.security, spec.network_mode == "host")
-
-
 @functools.lru_cache(maxsize=64)
 def _plan(options: Security, host_network: bool) -> security.SecurityPlan:
     """plan_security, remembered: compiling the seccomp filter is ~1 ms and the same for most containers."""

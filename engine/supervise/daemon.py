@@ -41,7 +41,7 @@ from typing import Any
 
 from engine import errors
 from engine.containers import logs, records, spawn
-from engine.containers.cgroups import DEFAULT_PARENT, Cgroup
+from engine.containers.cgroups import DEFAULT_PARENT, Cgroup, runs_in
 from engine.containers.manager import volume_sources
 from engine.containers.spec import ContainerSpec, NetworkSetup
 from engine.errors import ContainerConflict, ContainerNotFound, EngineError
@@ -177,7 +177,7 @@ class Daemon:
             row = records.get(self.db, item["id"])
             if row is None:
                 keeper.send(self.keeper, {"op": "forget", "id": item["id"]})
-                _close(mine)
+                keeper.close_all(mine)
                 continue
             w = Watched(ContainerSpec.from_json(row["spec"]), pid=item["pid"], started=time.monotonic())
             w.done = self.loop.create_future()
@@ -194,7 +194,7 @@ class Daemon:
             message, fds = keeper.receive(self.keeper)
         except BlockingIOError:
             return
-        _close(fds)
+        keeper.close_all(fds)
         if message is None:  # the keeper died alone: hand everything to a successor (DESIGN.md)
             self.loop.remove_reader(self.keeper.fileno())
             if self.handover_task is None:
@@ -246,7 +246,7 @@ class Daemon:
             self._cancel(w)
             if w.pidfd is not None:
                 self.loop.remove_reader(w.pidfd)
-                _close([w.pidfd])
+                keeper.close_all([w.pidfd])
                 w.pidfd = None
             for fd in w.fds.values():
                 self.loop.remove_reader(fd)
@@ -288,20 +288,16 @@ class Daemon:
             ours.close()
 
     async def _receive(self, sock: socket.socket) -> dict[str, Any] | None:
-        """One packet from a non-blocking SEQPACKET socket, without blocking the loop."""
-        message, fds = await self._packet(sock)
-        _close(fds)
-        return message
-
-    async def _packet(self, sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
-        """One packet and its fds from a SEQPACKET socket, awaited in the loop (made non-blocking)."""
+        """One packet from a SEQPACKET socket (made non-blocking), awaited in the loop; its fds closed."""
         sock.setblocking(False)
         while True:
             try:
-                return keeper.receive(sock)  # type: ignore[return-value]
+                message, fds = keeper.receive(sock)
             except BlockingIOError:
-                pass
-            await self._readable(sock.fileno())
+                await self._readable(sock.fileno())
+                continue
+            keeper.close_all(fds)
+            return message  # type: ignore[return-value]
 
     async def _readable(self, fd: int) -> None:
         ready: asyncio.Future[None] = self.loop.create_future()
@@ -341,22 +337,13 @@ class Daemon:
             w.done = self.loop.create_future()
             w.paused = row["state"] == "paused"
             self.watched[w.id] = w
-            if w.pid and self._in_cgroup(w.pid, w.id) and self._watch_orphan(w):
+            if runs_in(w.pid, f"/{self.cgroup_parent}/{w.id}") and self._watch_orphan(w):
                 self._reopen_pipes(w)
                 self._hold(self.keeper, w)
                 self._start_health(w, row.get("health"))
             else:
                 w.drained.set()
                 self._orphan_exited(w, row)
-
-    def _in_cgroup(self, pid: int, cid: str) -> bool:
-        """Pid reuse guard: the process must sit in this container's cgroup."""
-        try:
-            text = Path(f"/proc/{pid}/cgroup").read_text()
-        except OSError:
-            return False
-        wanted = f"/{self.cgroup_parent}/{cid}"
-        return any(line.rstrip().endswith(wanted) for line in text.splitlines())
 
     def _keepers_child(self, pid: int) -> bool:
         """The keeper (our parent) will report this exit with its real status."""
@@ -451,10 +438,10 @@ class Daemon:
                 job = Job(w.spec, self.cgroup_parent, network, tuple(kernel_steps), self._volumes(w.spec))
                 pid, master = await self.spawners.start(job, writes)
             except BaseException:
-                _close(reads)
+                keeper.close_all(reads)
                 raise
             finally:
-                _close(writes)
+                keeper.close_all(writes)
         except BaseException:
             self._leave_networks_and_mounts(w.id)
             raise
@@ -967,11 +954,11 @@ class Daemon:
                 stdio=(null, out_w, out_w), cgroup=self._try_cgroup(w.id),
             )  # fmt: skip
         except EngineError as exc:
-            _close([out_r, out_w, null])
+            keeper.close_all([out_r, out_w, null])
             return health.ProbeResult.finished(start, time.time(), -1, str(exc).encode())
         finally:
             self._kick_deleter()
-        _close([out_w, null])
+        keeper.close_all([out_w, null])
         output = bytearray()
         try:
             code = await asyncio.wait_for(self._wait_probe(pid, out_r, output), timeout)
@@ -1195,12 +1182,6 @@ class Daemon:
                 path.unlink()
 
 
-def _close(fds: list[int]) -> None:
-    for fd in fds:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-
-
 def _output_pipes() -> tuple[list[int], list[int]]:
     """stdout and stderr pipes: (read ends, write ends for the container). The container's end is opened
     read-write through /proc, so the container itself counts as a reader: it never gets SIGPIPE, even
@@ -1219,7 +1200,7 @@ def _output_pipes() -> tuple[list[int], list[int]]:
             with contextlib.suppress(OSError):
                 fcntl.fcntl(r, F_SETPIPE_SZ, PIPE_SIZE)
     except BaseException:
-        _close(reads + writes)
+        keeper.close_all(reads + writes)
         raise
     return reads, writes
 

@@ -19,8 +19,10 @@ Syscall via ctypes here (its only user): prctl(PR_SET_CHILD_SUBREAPER).
 
 from __future__ import annotations
 
+import array
 import contextlib
 import ctypes
+import errno
 import json
 import os
 import selectors
@@ -28,6 +30,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +43,7 @@ from engine.supervise.protocol import CGROUP_PARENT_ENV, KEEPER_LOCK, LAUNCH_TIM
 PR_SET_CHILD_SUBREAPER = 36
 MAX_PACKET = 1 << 20
 MAX_FDS = 250  # SCM_RIGHTS per message is capped by the kernel at 253
+FD_SIZE = array.array("i").itemsize
 KEEPER_OOM_SCORE_ADJ = -999  # the OOM killer takes containers (0 or their own value) long before us
 DAEMON_OOM_SCORE_ADJ = -500  # dockerd's long-time value
 
@@ -72,23 +76,50 @@ def exit_code_of(status: int) -> int:
     return 128 - code if code < 0 else code
 
 
-def send(sock: socket.socket, message: dict[str, object], fds: list[int] | None = None) -> None:
+def send(sock: socket.socket, message: dict[str, object], fds: Sequence[int] | None = None) -> None:
     """One JSON packet, with fds if any (SCM_RIGHTS)."""
-    data = json.dumps(message).encode()
+    send_packet(sock, json.dumps(message).encode(), fds)
+
+
+def send_packet(sock: socket.socket, data: bytes, fds: Sequence[int] | None = None) -> None:
+    """One packet of bytes, with fds if any (SCM_RIGHTS)."""
     if fds:
-        socket.send_fds(sock, [data], fds)
+        socket.send_fds(sock, [data], list(fds))
     else:
         sock.send(data)
 
 
 def receive(sock: socket.socket) -> tuple[dict[str, object] | None, list[int]]:
     """One packet and the fds it carried; (None, []) at end of stream."""
-    data, fds, _, _ = socket.recv_fds(sock, MAX_PACKET, MAX_FDS)
+    data, fds = receive_packet(sock)
     if not data:
-        for fd in fds:
-            os.close(fd)
+        close_all(fds)
         return None, []
     return json.loads(data), fds
+
+
+def receive_packet(
+    sock: socket.socket, *, max_fds: int = MAX_FDS, size: int = MAX_PACKET, flags: int = 0
+) -> tuple[bytes, list[int]]:
+    """One packet of bytes and the fds it carried (b"" at end of stream). A packet longer than `size`
+    is refused (OSError EMSGSIZE, its fds closed), not cut. (Python 3.11's socket.recv_fds drops its
+    `flags`, MSG_DONTWAIT for one.)"""
+    data, ancillary, got, _ = sock.recvmsg(size, socket.CMSG_LEN(max_fds * FD_SIZE), flags)
+    fds = array.array("i")
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - len(payload) % FD_SIZE])
+    if got & socket.MSG_TRUNC:
+        close_all(list(fds))
+        raise OSError(errno.EMSGSIZE, "a packet longer than expected was refused")
+    return data, list(fds)
+
+
+def close_all(fds: Sequence[int]) -> None:
+    """Close every fd, ignoring those already closed."""
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 @dataclass
@@ -191,7 +222,7 @@ class Keeper:
         """Watch `pid` as container `cid` and keep its pipe ends (a restart replaces the old entry)."""
         old = self.held.pop(cid, None)
         if old is not None:
-            _close_all(old.fds)
+            close_all(old.fds)
         entry = Held(cid, pid, fds)
         if streams is not None:
             entry.streams = streams[: len(fds)]
@@ -203,7 +234,7 @@ class Keeper:
     def forget(self, cid: str) -> None:
         entry = self.held.pop(cid, None)
         if entry is not None:
-            _close_all(entry.fds)
+            close_all(entry.fds)
 
     def hello(self) -> None:
         """A (new) daemon: every held container with dups of its fds, then the unacknowledged exits."""
@@ -291,7 +322,7 @@ class Keeper:
                 if message.get("op") == "hold":
                     self.hold_message(message, fds)
                 else:
-                    _close_all(fds)
+                    close_all(fds)
             with contextlib.suppress(OSError):
                 send(sock, {"op": "taken", "n": len(self.held)})
 
@@ -321,12 +352,6 @@ class Keeper:
         if self.daemon_pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.daemon_pid, signal.SIGTERM)
-
-
-def _close_all(fds: list[int]) -> None:
-    for fd in fds:
-        with contextlib.suppress(OSError):
-            os.close(fd)
 
 
 def _drain(fd: int) -> None:

@@ -31,7 +31,6 @@ daemon's files, sockets, locks and database are closed in it (their objects are 
 
 from __future__ import annotations
 
-import array
 import asyncio
 import collections
 import contextlib
@@ -54,6 +53,7 @@ from engine.containers.spec import ContainerSpec, NetworkSetup
 from engine.errors import ContainerStartError
 from engine.frozen import frozen
 from engine.state.root import StateRoot
+from engine.supervise import keeper
 from engine.supervise.protocol import error_body, error_from
 
 MAX_WORKERS = 4  # more than this host's 2 cores: a start also sleeps in the kernel (RCU grace periods)
@@ -63,7 +63,6 @@ IDLE_TIMEOUT = 5.0  # s without a job before a worker is let go
 MAX_JOBS = 500  # jobs per worker: bounds what vfork children leave in its memory
 MAX_PACKET = 4 << 20  # a job: a few KB, more with a large environment or many labels
 SO_SNDBUFFORCE = 32  # root may raise the send buffer past net.core.wmem_max
-FD_SIZE = array.array("i").itemsize
 PR_SET_NAME = 15
 Reply = tuple[dict[str, Any], list[int]]  # a worker's answer: its JSON body and the fds it sent
 WORKER_NAME = b"pyc-spawner"  # its comm, in ps and top
@@ -95,9 +94,7 @@ class _Worker:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.pending: collections.deque[asyncio.Future[tuple[dict[str, Any], list[int]]]] = (
-            collections.deque()
-        )
+        self.pending: collections.deque[asyncio.Future[Reply]] = collections.deque()
         self.since = 0.0  # when it began its current job (monotonic)
         self.jobs = 0
         self.retiring = False  # takes no new job; closed once it has answered
@@ -126,7 +123,6 @@ class Spawners:
         self._workers: list[_Worker] = []
         self._forking: asyncio.Future[None] | None = None
         self._freed: asyncio.Event | None = None  # set when a reply frees a slot (all queues were full)
-        self.forks = 0  # workers made so far (tests and figures)
 
     async def start(self, job: Job, fds: Sequence[int]) -> tuple[int, int | None]:
         """Send the job (the fds are copied into the worker); returns the PID 1's pid and, for a tty, the
@@ -135,7 +131,7 @@ class Spawners:
         data = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
         reply: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         try:
-            socket.send_fds(worker.sock, [data], list(fds)) if fds else worker.sock.send(data)
+            keeper.send_packet(worker.sock, data, fds)
         except OSError as exc:
             if exc.errno == errno.EMSGSIZE:
                 raise ContainerStartError(
@@ -152,7 +148,7 @@ class Spawners:
             worker.retiring = True
         body, got = await reply
         if "pid" not in body:
-            _close(got)
+            keeper.close_all(got)
             raise error_from(body)
         return int(body["pid"]), (got[0] if got else None)
 
@@ -160,10 +156,6 @@ class Spawners:
         """Let every worker go (handover, shutdown); what they still owe fails."""
         for worker in list(self._workers):
             self._lost(worker)
-
-    @property
-    def live(self) -> int:
-        return len(self._workers)
 
     async def _pick(self) -> _Worker:
         """An idle worker, else a new one while fewer than MAX_WORKERS work, else the least loaded with
@@ -222,7 +214,6 @@ class Spawners:
             finally:
                 os._exit(0)
         self._forked()
-        self.forks += 1
         theirs.close()
         self._reap(middle)
         worker = _Worker(ours)
@@ -234,24 +225,22 @@ class Spawners:
         error) the worker is gone and what it owes fails."""
         while True:
             try:
-                data, fds = _receive(worker.sock, 1, socket.MSG_DONTWAIT)
+                data, fds = keeper.receive_packet(worker.sock, max_fds=1, flags=socket.MSG_DONTWAIT)
             except BlockingIOError:
                 break
             except OSError:
                 data, fds = b"", []
             if not data or not worker.pending:
-                _close(fds)
+                keeper.close_all(fds)
                 self._lost(worker)
                 return
             reply = worker.pending.popleft()
             worker.since = time.monotonic()  # it begins the next job, if any
             if reply.cancelled():  # its start was abandoned; the container is the keeper's to reap
-                _close(fds)
+                keeper.close_all(fds)
             else:
                 reply.set_result((json.loads(data), fds))
-        if self._freed is not None:
-            self._freed.set()
-            self._freed = None
+        self._wake()
         if not worker.pending:
             if worker.retiring:
                 self._lost(worker)
@@ -278,6 +267,10 @@ class Spawners:
             reply = worker.pending.popleft()
             if not reply.done():
                 reply.set_exception(ContainerStartError("the spawn worker died"))
+        self._wake()
+
+    def _wake(self) -> None:
+        """A slot came free (or a worker went): starts waiting in `_pick` look again."""
         if self._freed is not None:
             self._freed.set()
             self._freed = None
@@ -294,15 +287,14 @@ def serve(sock: socket.socket, root: StateRoot) -> NoReturn:
         null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
         sock.setblocking(True)
         while True:
-            data, fds = _receive(sock, 2)
+            data, fds = keeper.receive_packet(sock, max_fds=2, size=MAX_PACKET)
             if not data:
                 break
             body, out = run_job(data, fds, root, null)
             try:
-                message = json.dumps(body).encode()
-                socket.send_fds(sock, [message], out) if out else sock.send(message)
+                keeper.send(sock, body, out)
             finally:
-                _close(out)
+                keeper.close_all(out)
     except BaseException:  # its daemon sees the end of stream and fails the job
         traceback.print_exc()
         status = 1
@@ -325,7 +317,7 @@ def run_job(data: bytes, fds: list[int], root: StateRoot, null: int) -> tuple[di
     except BaseException as exc:
         return error_body(exc), []
     finally:
-        _close(fds)
+        keeper.close_all(fds)
 
 
 def _become_worker(keep: int) -> None:
@@ -356,22 +348,3 @@ def child_defaults() -> None:
             _signal.signal(signum, _signal.SIG_DFL)
     with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as handle:
         handle.write("0")
-
-
-def _receive(sock: socket.socket, maxfds: int, flags: int = 0) -> tuple[bytes, list[int]]:
-    """One packet and the fds it carried (socket.recv_fds of Python 3.11 drops its `flags`)."""
-    data, ancillary, got, _ = sock.recvmsg(MAX_PACKET, socket.CMSG_LEN(maxfds * FD_SIZE), flags)
-    fds = array.array("i")
-    for level, kind, payload in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(payload[: len(payload) - len(payload) % FD_SIZE])
-    if got & socket.MSG_TRUNC:  # cannot happen: the send buffer is at most MAX_PACKET
-        _close(list(fds))
-        raise OSError(errno.EMSGSIZE, "a spawn worker packet was truncated")
-    return data, list(fds)
-
-
-def _close(fds: Sequence[int]) -> None:
-    for fd in fds:
-        with contextlib.suppress(OSError):
-            os.close(fd)
