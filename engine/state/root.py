@@ -323,7 +323,7 @@ def spread_subdirectories(directory: Path) -> bool:
 
     Why: on an ext4 without a journal (this project's test host), allocating an inode skips, one buffer
     lookup each, every inode of the group freed in the last minutes (`recently_deleted`); with every
-    container's ~15 inodes made and freed in one group, a 20-service `up -d` after some churn spent a
+    container's ~17 inodes made and freed in one group, a 20-service `up -d` after some churn spent a
     fifth of its CPU there. Spread over groups, each scan stays short."""
     try:
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -8,6 +8,7 @@ Modules (one job each); the design, with measurements, is DESIGN.md next to this
 - `keeper`   the process: child subreaper, parent of the daemon and of every container PID 1; reaps,
              records exits, holds a copy of every stdout/stderr read end, restarts the daemon
              (`python -m engine.supervise.keeper`; ctypes prctl lives here).
+- `launcher` starting a keeper (what a CLI imports to do it).
 - `daemon`   the asyncio supervisor process: start, stop, status, log capture, health probes,
              restart policies, re-adoption from the keeper; serves run/supervisor.sock.
 - `spawner`  the daemon's spawn workers: processes the keeper adopted that start containers as its
@@ -15,9 +16,8 @@ Modules (one job each); the design, with measurements, is DESIGN.md next to this
 - `client`   the CLI side: `ensure_supervisor(root)`, `request(root, op, **args)`, `shutdown(root)`.
 """
 
-from __future__ import annotations
-
 import importlib
+from typing import Any
 
 _EXPORTS = {
     "HealthConfig": "health",
@@ -32,7 +32,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> object:
+def __getattr__(name: str) -> Any:
     """The pure modules' names, imported on first use: `health` pulls in asyncio, which a CLI that only
     talks to the supervisor (engine.supervise.client) does not need."""
     module = _EXPORTS.get(name)

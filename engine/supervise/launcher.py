@@ -1,5 +1,6 @@
-"""Starting a state root's keeper (which starts the supervisor daemon): the one light module a CLI
-imports to do it. keeper.py itself loads sqlite and the cgroup code, ~40 ms a CLI need not pay."""
+"""Starting a state root's keeper (which starts the supervisor daemon): the one module a CLI imports to
+do it. keeper.py itself brings the database and the cgroup code: in a CLI that already has the container
+code loaded, importing it took 8.6 ms against 3.3 ms for this module (`python -X importtime`)."""
 
 from __future__ import annotations
 
